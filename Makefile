@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine: `make grade` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUBMISSION ?=
+
+.PHONY: grade test bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+grade: $(STAMP)
+ifeq ($(strip $(SUBMISSION)),)
+	$(PY) -m grader examples examples/
+else
+	$(PY) -m grader grade $(SUBMISSION)
+endif
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

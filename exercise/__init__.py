@@ -1,0 +1,1 @@
+"""Student starting point for the BatchNorm exercise."""

@@ -1,0 +1,85 @@
+"""Entry point of the submission's process: ``python -I -m grader._child IN OUT``.
+
+Reads the job from file descriptor IN, imports the submission, runs each probe it
+is sent and streams one result frame per probe to file descriptor OUT. Anything
+the student's code raises, including SystemExit and KeyboardInterrupt, becomes an
+error frame for that probe; the loop goes on with the next probe.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, BinaryIO
+
+from grader import wire
+from grader.probes import ProbeError, describe, load_submission, probe_flow, probe_module
+
+REQUIRED_NAMES = ("MyBatchNorm", "init_and_apply")
+
+
+def _send(out: BinaryIO, header: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
+    out.write(wire.encode(header, arrays))
+    out.flush()
+
+
+def _import(path: str) -> tuple[Any, dict[str, Any] | None]:
+    try:
+        submission = load_submission(path)
+    except ProbeError as err:
+        return None, {"type": err.kind, "message": err.message}
+    except BaseException as err:  # noqa: BLE001 - SystemExit at import is the student's too
+        return None, describe(err)
+    missing = [n for n in REQUIRED_NAMES if not hasattr(submission, n)]
+    if missing:
+        return submission, {"type": "missing", "message": ", ".join(missing)}
+    return submission, None
+
+
+def _run_probe(submission: Any, header: dict[str, Any], arrays: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    params = header["params"]
+    if header["probe"] == "module":
+        return probe_module(submission.MyBatchNorm, params, arrays)
+    if header["probe"] == "flow":
+        return probe_flow(submission, params, arrays)
+    raise ProbeError("grader", f"unknown probe {header['probe']!r}")
+
+
+def main(argv: list[str]) -> int:
+    source = os.fdopen(int(argv[0]), "rb")
+    out = os.fdopen(int(argv[1]), "wb")
+    job = wire.read(source)
+    if job is None:
+        return 0
+    started = time.perf_counter()
+    submission, import_error = _import(job[0]["path"])
+    _send(out, {"kind": "ready", "error": import_error, "seconds": time.perf_counter() - started})
+    if import_error is not None:
+        return 0
+    while (frame := wire.read(source)) is not None:
+        header, arrays = frame
+        if header.get("kind") == "end":
+            break
+        probe_id = header["id"]
+        _send(out, {"kind": "start", "id": probe_id})
+        started = time.perf_counter()
+        try:
+            outputs, meta = _run_probe(submission, header, arrays)
+            result = {"kind": "result", "id": probe_id, "error": None, "meta": meta}
+        except ProbeError as err:
+            outputs, meta = err.partial or ({}, {})
+            result = {"kind": "result", "id": probe_id, "error": {"type": err.kind, "message": err.message}, "meta": meta}
+        except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
+            outputs, result = {}, {"kind": "result", "id": probe_id, "error": describe(err)}
+        result["seconds"] = time.perf_counter() - started
+        try:
+            _send(out, result, outputs)
+        except (wire.WireError, TypeError, ValueError) as err:
+            _send(out, {"kind": "result", "id": probe_id, "error": {"type": "output", "message": str(err)[:300]}})
+    _send(out, {"kind": "done"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

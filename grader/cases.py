@@ -1,0 +1,223 @@
+"""The test suite: which inputs the submission sees, derived from a secret.
+
+A suite is a list of probes. Module probes batch many cases of one shape, so the
+submission's process compiles once per shape; flow probes call the student's
+``init_and_apply`` the way the exercise's tests do (float seed, float flag).
+Without a secret, the public practice suite runs: same design, other numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import numpy as np
+
+PRACTICE_SECRET = "practice"
+STEPS = 3  # training applies per case, threading batch_stats from one to the next
+
+# (N, D, cases): tiny batches, D=1, square, tall and wide, and one large shape.
+HIDDEN_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (1, 4, 40),
+    (2, 3, 120),
+    (3, 1, 120),
+    (5, 5, 120),
+    (8, 3, 120),
+    (16, 16, 100),
+    (32, 10, 120),
+    (97, 7, 100),
+    (12, 130, 60),
+    (256, 24, 40),
+    (4096, 64, 6),
+)
+PRACTICE_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (2, 3, 24),
+    (4, 4, 24),
+    (16, 5, 24),
+    (64, 9, 12),
+)
+STATE_SHAPES = ((6, 6), (32, 5))  # grader-chosen params and statistics
+GRAD_SHAPE = (16, 5)
+
+# Families of per-feature distributions. Offsets stay within a few standard
+# deviations in scored cases: float32 one-pass variance (what flax uses by
+# default) is a sound choice and must pass; large offsets are advisory only.
+FAMILIES = ("standard", "offset", "wide_scale", "tiny_variance", "constant", "mixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """One unit of work for the submission's process, with its inputs."""
+
+    id: str
+    probe: str  # "module" or "flow"
+    params: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    families: tuple[str, ...] = ()  # per case, for module probes
+    scored: tuple[bool, ...] = ()  # per case; False: advisory only
+
+    @property
+    def cost(self) -> float:
+        """Rough compile-plus-run cost, to balance probes across processes."""
+        size = sum(a.size for a in self.arrays.values())
+        return 1.0 + size / 2e6 + (0.6 if self.params.get("segment") == "default" else 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    name: str  # "hidden" or "practice"
+    digest: str  # identifies the inputs, for caches of expected values
+    probes: tuple[Probe, ...]
+
+    def module_probes(self, segment: str) -> list[Probe]:
+        return [p for p in self.probes if p.probe == "module" and p.params["segment"] == segment]
+
+    def flow_probes(self) -> list[Probe]:
+        return [p for p in self.probes if p.probe == "flow"]
+
+    @property
+    def case_count(self) -> int:
+        return sum(len(p.families) for p in self.probes) + len(self.flow_probes())
+
+    @property
+    def shapes(self) -> set[tuple[int, ...]]:
+        return {tuple(p.params["shape"]) for p in self.probes}
+
+
+def _rng(secret: str, label: str) -> np.random.Generator:
+    digest = hashlib.sha256(f"{secret}\0{label}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def _feature_moments(rng: np.random.Generator, family: str, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation for one case."""
+    if family == "mixed":
+        parts = [_feature_moments(rng, f, d) for f in ("standard", "offset", "tiny_variance", "constant")]
+        pick = rng.integers(0, len(parts), size=d)
+        return (np.choose(pick, [p[0] for p in parts]), np.choose(pick, [p[1] for p in parts]))
+    if family == "standard":
+        return np.zeros(d), np.ones(d)
+    if family == "offset":
+        std = np.exp(rng.uniform(np.log(0.3), np.log(3.0), d))
+        return rng.uniform(-3, 3, d) * std, std
+    if family == "wide_scale":
+        std = np.exp(rng.uniform(np.log(1e-2), np.log(1e3), d))
+        return rng.uniform(-2, 2, d) * std, std
+    if family == "tiny_variance":  # variance around eps: eps placement matters here
+        std = np.exp(rng.uniform(np.log(3e-4), np.log(3e-2), d))
+        return rng.uniform(-1, 1, d) * std, std
+    if family == "constant":
+        std = np.where(rng.random(d) < 0.5, 0.0, 1.0)
+        return rng.uniform(-2, 2, d), std
+    if family == "large_offset":  # advisory: mean 1e4, std ~1
+        return np.full(d, 1e4) * rng.choice([-1, 1], d), np.exp(rng.uniform(-0.5, 0.5, d))
+    raise ValueError(f"unknown family {family!r}")
+
+
+def _draw(rng: np.random.Generator, family: str, shape: tuple[int, ...], d: int) -> np.ndarray:
+    mean, std = _feature_moments(rng, family, d)
+    return (mean + std * rng.standard_normal(shape)).astype(np.float32)
+
+
+def _module_default(secret: str, n: int, d: int, cases: int, advisory: bool) -> Probe:
+    rng = _rng(secret, f"default/{n}x{d}")
+    families = [FAMILIES[i % len(FAMILIES)] for i in range(cases)]
+    scored = [True] * cases
+    if advisory:
+        families[-2:] = ["large_offset"] * 2
+        scored[-2:] = [False, False]
+    train = np.empty((cases, STEPS, n, d), np.float32)
+    evalx = np.empty((cases, n, d), np.float32)
+    for k, family in enumerate(families):
+        train[k] = _draw(rng, family, (STEPS, n, d), d)
+        evalx[k] = _draw(rng, family, (n, d), d)
+    return Probe(
+        id=f"module/default/{n}x{d}",
+        probe="module",
+        params={"segment": "default", "shape": [n, d], "steps": STEPS, "seed": int(rng.integers(0, 2**31 - 1))},
+        arrays={"train": train, "eval": evalx},
+        families=tuple(families),
+        scored=tuple(scored),
+    )
+
+
+def _state_arrays(rng: np.random.Generator, cases: int, n: int, d: int) -> dict[str, np.ndarray]:
+    """Random params and running statistics far from the initial ones/zeros."""
+    sign = rng.choice([-1.0, 1.0], (cases, d))
+    return {
+        "x": np.stack([_draw(rng, "offset", (n, d), d) for _ in range(cases)]),
+        "gamma": (sign * rng.uniform(0.5, 2.0, (cases, d))).astype(np.float32),
+        "beta": rng.uniform(-2.0, 2.0, (cases, d)).astype(np.float32),
+        "running_mean": rng.uniform(-2.0, 2.0, (cases, d)).astype(np.float32),
+        "running_var": rng.uniform(0.25, 4.0, (cases, d)).astype(np.float32),
+    }
+
+
+def _module_state(secret: str, n: int, d: int, cases: int) -> Probe:
+    rng = _rng(secret, f"state/{n}x{d}")
+    return Probe(
+        id=f"module/state/{n}x{d}",
+        probe="module",
+        params={"segment": "state", "shape": [n, d]},
+        arrays=_state_arrays(rng, cases, n, d),
+        families=("offset",) * cases,
+        scored=(True,) * cases,
+    )
+
+
+def _module_grad(secret: str, n: int, d: int, cases: int) -> Probe:
+    rng = _rng(secret, f"grad/{n}x{d}")
+    arrays = _state_arrays(rng, cases, n, d)
+    arrays["w"] = rng.standard_normal((cases, n, d)).astype(np.float32)
+    return Probe(
+        id=f"module/grad/{n}x{d}",
+        probe="module",
+        params={"segment": "grad", "shape": [n, d]},
+        arrays=arrays,
+        families=("offset",) * cases,
+        scored=(True,) * cases,
+    )
+
+
+def _flows(secret: str) -> list[Probe]:
+    rng = _rng(secret, "flow")
+    plan = [  # (module, N, D, flag): stub isolates the flow, own runs it end to end
+        ("stub", 3, 4, 0.0),
+        ("stub", 3, 4, 1.0),
+        ("stub", 2, 3, 1.0),  # eval with a batch of 2: `out, upd = apply(...)` splits rows
+        ("own", 5, 3, 0.0),
+        ("own", 5, 3, 1.0),
+        ("own", 2, 3, 0.0),
+    ]
+    probes = []
+    for module, n, d, flag in plan:
+        seed = float(rng.integers(0, 1000))
+        probes.append(Probe(
+            id=f"flow/{module}/{n}x{d}/{'eval' if flag else 'train'}",
+            probe="flow",
+            params={"module": module, "seed": seed, "flag": flag, "shape": [n, d]},
+            arrays={"x": _draw(rng, "offset", (n, d), d)},
+        ))
+    return probes
+
+
+def build_suite(secret: str | None) -> Suite:
+    """The hidden suite for ``secret``, or the public practice suite without one."""
+    hidden = bool(secret)
+    key = secret if hidden else PRACTICE_SECRET
+    shapes = HIDDEN_SHAPES if hidden else PRACTICE_SHAPES
+    state_cases, grad_cases = (24, 8) if hidden else (8, 4)
+    probes: list[Probe] = [
+        _module_default(key, n, d, cases, advisory=(n, d) == (32, 10) or (n, d) == (16, 5))
+        for n, d, cases in shapes
+    ]
+    probes += [_module_state(key, n, d, state_cases) for n, d in STATE_SHAPES]
+    probes.append(_module_grad(key, *GRAD_SHAPE, grad_cases))
+    probes += _flows(key)
+    digest = hashlib.sha256()
+    for p in probes:
+        digest.update(p.id.encode())
+        for name in sorted(p.arrays):
+            digest.update(p.arrays[name].tobytes())
+    return Suite(name="hidden" if hidden else "practice", digest=digest.hexdigest()[:16], probes=tuple(probes))

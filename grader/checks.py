@@ -1,0 +1,635 @@
+"""The rubric: a declared table of checks, each with its weight and dependencies.
+
+A check is a function from :class:`~grader.evidence.Evidence` to an
+:class:`Outcome`. The runner (:func:`evaluate`) walks the table in order, skips a
+check whose dependency did not pass (one root cause is reported once), and lets a
+check pass with a note when the only mistakes it finds were already charged by
+an earlier check, so that each mistake costs its own share of the score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from grader import oracle
+from grader.compare import output_tolerance, stats_tolerance, grad_tolerance, within, worst
+from grader.diagnosis import Diagnosis, Item, diagnose
+from grader.evidence import CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed, Trajectory, take
+from grader.oracle import CONTRACT, Variant
+from grader.pitfalls import PITFALLS
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a check found. ``observed`` summarizes; it never holds hidden values."""
+
+    passed: bool
+    expected: str = ""
+    observed: str = ""
+    tags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+class Skip(Exception):
+    """The check cannot be evaluated (no points), for a reason charged elsewhere."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    id: str
+    name: str  # as the student reads it
+    weight: int
+    run: Callable[[Evidence], Outcome]
+    depends: tuple[str, ...] = ()
+    advisory: bool = False
+
+
+@dataclasses.dataclass
+class CheckResult:
+    id: str
+    name: str
+    weight: int
+    status: str  # "passed", "failed" or "skipped"
+    expected: str = ""
+    observed: str = ""
+    tags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    advisory: bool = False
+
+    @property
+    def score(self) -> int:
+        return self.weight if self.status == "passed" else 0
+
+
+# --- shared helpers ----------------------------------------------------------------
+
+TRAIN_TAGS = ("stats_over_features", "unbiased_variance", "eps_misplaced", "train_uses_running_stats", "affine_misapplied")
+UPDATE_TAGS = ("momentum_reversed", "train_skips_update", "unbiased_variance", "stats_over_features")
+EVAL_TAGS = ("eval_uses_batch_stats", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance")
+FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "unbiased_variance", "eval_uses_batch_stats")
+ALL_TAGS = tuple(PITFALLS)
+
+
+def _from_diagnosis(diag: Diagnosis, expected: str) -> Outcome:
+    if diag.passed:
+        return Outcome(True, expected)
+    observed = f"{diag.where}: {diag.mismatch.summary()}" if diag.mismatch else "values differ"
+    return Outcome(False, expected, observed, diag.tags)
+
+
+def _errors_outcome(errors: list[tuple[str, dict[str, str]]], expected: str, square_ok: bool) -> Outcome:
+    """A failure made of errors raised by the student's code on some shapes."""
+    label, err = errors[0]
+    shapes = ", ".join(lbl for lbl, _ in errors[:6]) + (" ..." if len(errors) > 6 else "")
+    observed = f"on {shapes}: {err['type']}: {err['message']}"
+    tags: tuple[str, ...] = ()
+    if square_ok and all(_non_square(lbl) for lbl, _ in errors) and "shape" in " ".join(e["message"].lower() for _, e in errors):
+        tags = ("stats_over_features",)
+    return Outcome(False, expected, observed, tags)
+
+
+def _non_square(label: str) -> bool:
+    n, d = label.split("x")
+    return n != d
+
+
+def _complete(ev: Evidence) -> tuple[list[Trajectory], list[tuple[str, dict[str, str]]], bool]:
+    """Trajectories that ran to the end, the errors of the others, and whether
+    every square shape ran (a hint that the failures are about the axis)."""
+    good, bad = ev.trajectories()
+    complete = [t for t in good if t.result.error is None]
+    errors = [(f"{p.params['shape'][0]}x{p.params['shape'][1]}", e) for p, e in bad]
+    square_ok = any(t.n == t.d for t in complete)
+    return complete, errors, square_ok
+
+
+def _mask(items: list[Item], traj: Trajectory) -> np.ndarray:
+    return traj.scored
+
+
+def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], tags: tuple[str, ...], expected: str) -> Outcome:
+    complete, errors, square_ok = _complete(ev)
+    items: list[Item] = []
+    try:
+        for traj in complete:
+            items += build(traj)
+    except Malformed as err:
+        return Outcome(False, expected, str(err))
+    outcome = _from_diagnosis(diagnose(items, tags), expected)
+    if errors and outcome.passed:
+        return _errors_outcome(errors, expected, square_ok)
+    if errors:
+        err_outcome = _errors_outcome(errors, expected, square_ok)
+        return dataclasses.replace(outcome, tags=tuple(dict.fromkeys(outcome.tags + err_outcome.tags)),
+                                   notes=(f"It also raised {err_outcome.observed}",))
+    return outcome
+
+
+def _scored(traj: Trajectory, array: np.ndarray) -> np.ndarray:
+    return array[traj.scored]
+
+
+def _families(traj: Trajectory) -> list[str]:
+    return [f for f, s in zip(traj.families, traj.scored) if s]
+
+
+# --- the module checks -------------------------------------------------------------
+
+
+def module_runs(ev: Evidence) -> Outcome:
+    good, bad = ev.trajectories()
+    expected = "MyBatchNorm(...).init and .apply run on (N, D) inputs"
+    if good:
+        return Outcome(True, expected)
+    if not bad:
+        return Outcome(False, expected, "no result came back")
+    _, err = bad[0]
+    return Outcome(False, expected, f"{err['type']}: {err['message']}")
+
+
+def variables(ev: Evidence) -> Outcome:
+    expected = "params {gamma, beta} and batch_stats {running_mean, running_var}, each of shape (D,)"
+    good, _ = ev.trajectories()
+    traj = good[0]
+    names = traj.names("init")
+    wanted = set(CONTRACT_PARAMS + CONTRACT_STATS)
+    tags: list[str] = []
+    problems: list[str] = []
+    misplaced = [n for n in names if n.rsplit("/", 1)[-1] in ("running_mean", "running_var") and not n.startswith("batch_stats/")]
+    if misplaced:
+        tags.append("stats_not_in_batch_stats")
+        problems.append(f"running statistics found as {', '.join(misplaced)}")
+    elif not any(n.startswith("batch_stats/") for n in names):
+        tags.append("stats_not_in_batch_stats")
+        problems.append("there is no batch_stats collection")
+    if set(names) != wanted and not misplaced:
+        tags.append("wrong_variable_names")
+        problems.append(f"found {', '.join(names) or 'no variables'}")
+    for t in good:
+        for name in sorted(wanted & set(t.names("init"))):
+            shape = t.result.arrays[f"init/{name}"].shape[1:]
+            if shape != (t.d,):
+                tags.append("wrong_variable_names")
+                problems.append(f"{name} has shape {shape} for D={t.d}")
+                break
+        else:
+            continue
+        break
+    if problems:
+        return Outcome(False, expected, "; ".join(problems), tuple(dict.fromkeys(tags)))
+    return Outcome(True, expected)
+
+
+def _init_varies(traj: Trajectory) -> list[str]:
+    """Names of batch_stats leaves whose value after init differs between inputs."""
+    varying = []
+    for name in traj.names("init"):
+        if name.startswith("params/"):
+            continue
+        values = traj.result.arrays[f"init/{name}"].astype(np.float64)
+        if values.shape[0] < 2:
+            continue
+        spread = np.abs(values - values[:1]).max()
+        if not np.isfinite(spread) or spread > 1e-6 * (1.0 + np.abs(values[:1]).max()):
+            varying.append(name)
+    return varying
+
+
+def init_guard(ev: Evidence) -> Outcome:
+    expected = "init creates the running statistics without updating them (the same values for any input)"
+    good, _ = ev.trajectories()
+    stats = [n for n in good[0].names("init") if not n.startswith("params/")]
+    if not stats:
+        raise Skip("MyBatchNorm declares no non-parameter variables to check (see the variables check)")
+    for traj in good:
+        varying = _init_varies(traj)
+        if varying:
+            observed = f"after init on {traj.label}, {', '.join(varying)} depend on the input batch"
+            mean_name = traj.stat_name("mean")
+            if mean_name in varying:
+                first = traj.x_train[:, 0].astype(np.float64).mean(axis=-2)
+                got = traj.result.arrays[f"init/{mean_name}"].astype(np.float64)
+                if np.allclose(got, 0.1 * first, rtol=1e-3, atol=1e-5):
+                    observed += " (running_mean = 0.1 x the batch mean: init ran the update)"
+            return Outcome(False, expected, observed, ("init_updates_stats",))
+    return Outcome(True, expected)
+
+
+def initial_values(ev: Evidence) -> Outcome:
+    expected = "gamma ones, beta zeros, running_mean zeros, running_var ones after init"
+    good, _ = ev.trajectories()
+    wrong, notes = [], []
+    targets = {"params/gamma": 1.0, "params/beta": 0.0, "batch_stats/running_mean": 0.0, "batch_stats/running_var": 1.0}
+    for traj in good:
+        guard_ok = not _init_varies(traj)
+        for name, value in targets.items():
+            if name.startswith("batch_stats/") and not guard_ok:
+                continue
+            got = traj.get("init", name)
+            if not np.all(np.abs(got - value) <= 1e-6):
+                wrong.append(name.rsplit("/", 1)[-1])
+        if not guard_ok:
+            notes.append("The running statistics' initial values could not be checked: init changed them.")
+    if wrong:
+        return Outcome(False, expected, f"{', '.join(dict.fromkeys(wrong))} start from other values", ("wrong_initial_values",))
+    return Outcome(True, expected, notes=tuple(dict.fromkeys(notes)))
+
+
+def _prefix_before(step: int) -> str:
+    return "init" if step == 0 else f"train{step - 1}"
+
+
+def train_output(ev: Evidence) -> Outcome:
+    expected = "training mode: gamma * (x - mean) / sqrt(var + eps) + beta with this batch's mean and biased variance over axis 0"
+
+    def build(traj: Trajectory) -> list[Item]:
+        gamma, beta = traj.params()
+        items = []
+        for s in range(traj.steps):
+            mean, var = traj.state(_prefix_before(s))
+            x = traj.x_train[:, s]
+            sel = traj.scored
+            g, b, rm, rv, xs = gamma[sel], beta[sel], mean[sel], var[sel], x[sel]
+            items.append(Item(
+                label=f"training step {s + 1} on {traj.label}",
+                observed=traj.output(f"train{s}")[sel],
+                expected=lambda v, xs=xs, g=g, b=b, rm=rm, rv=rv: oracle.step(xs, g, b, rm, rv, True, v).y,
+                tol=output_tolerance(xs, g, b),
+                families=_families(traj),
+            ))
+        return items
+
+    return _run_module_items(ev, build, TRAIN_TAGS, expected)
+
+
+def running_update(ev: Evidence) -> Outcome:
+    expected = "after each training apply: running = 0.9 * running + 0.1 * batch statistic (mean, biased variance)"
+    good, _ = ev.trajectories()
+    if good and (good[0].stat_name("mean") is None or good[0].stat_name("var") is None):
+        raise Skip("no running mean/variance found in batch_stats (see the variables check)")
+
+    def build(traj: Trajectory) -> list[Item]:
+        gamma, beta = traj.params()
+        sel = traj.scored
+        items = []
+        for s in range(traj.steps):
+            mean, var = traj.state(_prefix_before(s))
+            new_mean, new_var = traj.state(f"train{s}")
+            xs, g, b, rm, rv = traj.x_train[:, s][sel], gamma[sel], beta[sel], mean[sel], var[sel]
+            tol_mean, tol_var = stats_tolerance(xs, rm, rv)
+            for which, observed, tol in (("mean", new_mean[sel], tol_mean), ("var", new_var[sel], tol_var)):
+                items.append(Item(
+                    label=f"running_{which} after training step {s + 1} on {traj.label}",
+                    observed=observed,
+                    expected=lambda v, xs=xs, g=g, b=b, rm=rm, rv=rv, which=which: getattr(
+                        oracle.step(xs, g, b, rm, rv, True, v), f"running_{which}"),
+                    tol=tol,
+                    families=_families(traj),
+                ))
+        return items
+
+    return _run_module_items(ev, build, UPDATE_TAGS, expected)
+
+
+def eval_output(ev: Evidence) -> Outcome:
+    expected = "eval mode: gamma * (x - running_mean) / sqrt(running_var + eps) + beta"
+
+    def build(traj: Trajectory) -> list[Item]:
+        gamma, beta = traj.params()
+        mean, var = traj.state(f"train{traj.steps - 1}")
+        sel = traj.scored
+        xs, g, b, rm, rv = traj.x_eval[sel], gamma[sel], beta[sel], mean[sel], var[sel]
+        return [Item(
+            label=f"eval after {traj.steps} training steps on {traj.label}",
+            observed=traj.output("eval")[sel],
+            expected=lambda v: oracle.step(xs, g, b, rm, rv, False, v).y,
+            tol=output_tolerance(xs, g, b, rm, rv),
+            families=_families(traj),
+        )]
+
+    return _run_module_items(ev, build, EVAL_TAGS, expected)
+
+
+def eval_frozen(ev: Evidence) -> Outcome:
+    expected = "eval mode leaves running_mean and running_var exactly as they were"
+    good, _ = ev.trajectories()
+    if good and (good[0].stat_name("mean") is None or good[0].stat_name("var") is None):
+        raise Skip("no running mean/variance found in batch_stats (see the variables check)")
+
+    def build(traj: Trajectory) -> list[Item]:
+        gamma, beta = traj.params()
+        mean, var = traj.state(f"train{traj.steps - 1}")
+        after_mean, after_var = traj.state("eval")
+        sel = traj.scored
+        xs, g, b, rm, rv = traj.x_eval[sel], gamma[sel], beta[sel], mean[sel], var[sel]
+        tol_mean, tol_var = stats_tolerance(xs, rm, rv)
+        return [
+            Item(f"running_{which} after eval on {traj.label}", observed[sel],
+                 lambda v, which=which: getattr(oracle.step(xs, g, b, rm, rv, False, v), f"running_{which}"),
+                 tol, _families(traj))
+            for which, observed, tol in (("mean", after_mean, tol_mean), ("var", after_var, tol_var))
+        ]
+
+    return _run_module_items(ev, build, FROZEN_TAGS, expected)
+
+
+def _state_items(probe, result) -> list[Item]:  # noqa: ANN001
+    a = probe.arrays
+    x, g, b, rm, rv = (a[k].astype(np.float64) for k in ("x", "gamma", "beta", "running_mean", "running_var"))
+    k, n, d = x.shape
+    label = f"{n}x{d}"
+    items = []
+    tol_mean, tol_var = stats_tolerance(x, rm, rv)
+    for mode, train in (("train", True), ("eval", False)):
+        y = take(result.arrays, f"{mode}/y", (k, n, d), f"the {mode} output on {label}")
+        tol = output_tolerance(x, g, b) if train else output_tolerance(x, g, b, rm, rv)
+        items.append(Item(f"{mode} output with trained params on {label}", y,
+                          lambda v, train=train: oracle.step(x, g, b, rm, rv, train, v).y, tol))
+        for which, tol_s in (("mean", tol_mean), ("var", tol_var)):
+            got = take(result.arrays, f"{mode}/batch_stats/running_{which}", (k, d), f"running_{which} after {mode} on {label}")
+            items.append(Item(f"running_{which} after {mode} from trained statistics on {label}", got,
+                              lambda v, train=train, which=which: getattr(oracle.step(x, g, b, rm, rv, train, v), f"running_{which}"),
+                              tol_s))
+    return items
+
+
+def given_state(ev: Evidence) -> Outcome:
+    expected = ("with trained gamma/beta and running statistics: the training output, its "
+                "update, the eval output and unchanged statistics in eval")
+    items: list[Item] = []
+    errors = []
+    for probe in ev.suite.module_probes("state"):
+        result = ev.result(probe)
+        if result.error is not None:
+            errors.append((f"{probe.params['shape'][0]}x{probe.params['shape'][1]}", result.error))
+            continue
+        try:
+            items += _state_items(probe, result)
+        except Malformed as err:
+            return Outcome(False, expected, str(err))
+    if errors:
+        return _errors_outcome(errors, expected, square_ok=False)
+    return _from_diagnosis(diagnose(items, ALL_TAGS), expected)
+
+
+def gradients(ev: Evidence) -> Outcome:
+    expected = "gradients of a training-mode loss w.r.t. x, gamma and beta, through the batch statistics"
+    (probe,) = ev.suite.module_probes("grad")
+    result = ev.result(probe)
+    if result.error is not None:
+        return Outcome(False, expected, f"{result.error['type']}: {result.error['message']}")
+    a = probe.arrays
+    x, gamma, w = a["x"], a["gamma"], a["w"]
+    k, n, d = x.shape
+    tol = grad_tolerance(x, gamma, w)
+    true = oracle.train_grads(x, gamma, w)
+    blocked = oracle.train_grads(x, gamma, w, stop_stats=True)
+    try:
+        got = {name: take(result.arrays, name, shape, f"the gradient w.r.t. {name}")
+               for name, shape in (("x", (k, n, d)), ("gamma", (k, d)), ("beta", (k, d)))}
+    except Malformed as err:
+        return Outcome(False, expected, str(err))
+    for name in ("x", "gamma", "beta"):
+        miss = worst(got[name], true[name], tol[name])
+        if miss is not None:
+            if name == "x" and within(got["x"], blocked["x"], 4 * tol["x"]).all():
+                return Outcome(False, expected, "the gradient w.r.t. x equals gamma / std times the upstream gradient, "
+                               "as if the batch mean and variance were constants", ("gradient_blocked",))
+            return Outcome(False, expected, f"the gradient w.r.t. {name} on {n}x{d}: {miss.summary()}")
+    return Outcome(True, expected)
+
+
+def jittable(ev: Evidence) -> Outcome:
+    expected = "init and apply run under jax.jit (and jax.vmap)"
+    for probe in ev.suite.module_probes("default"):
+        meta = ev.meta(probe)
+        if meta.get("mode") == "eager":
+            err = meta.get("jit_error") if isinstance(meta.get("jit_error"), dict) else {}
+            return Outcome(False, expected, f"under jit: {str(err.get('type', 'Error'))}: {str(err.get('message', ''))}",
+                           ("not_jittable",))
+    return Outcome(True, expected)
+
+
+# --- the init_and_apply flow -------------------------------------------------------
+
+STUB_FORMULA = {0.0: (2.0, 1.0), 1.0: (3.0, -1.0)}  # flag -> (scale, shift): see probes.flow_stub_class
+_SEED_WORDS = ("prng key seed must be an integer", "seed must be", "key must be", "integer")
+_MUTABLE_WORDS = ("immutable", "modifyscopevariable", "cannot update variable")
+_UNPACK_WORDS = ("unpack",)
+
+
+def _flow_error_tags(err: dict[str, str]) -> tuple[str, ...]:
+    text = f"{err['type']} {err['message']}".lower()
+    if "use_running_average must be a bool" in text:
+        return ("flag_ignored",)
+    if any(w in text for w in _MUTABLE_WORDS) or any(w in text for w in _UNPACK_WORDS):
+        return ("apply_not_mutable",)
+    if "prng" in text or ("seed" in text and any(w in text for w in _SEED_WORDS)):
+        return ("seed_not_cast",)
+    return ()
+
+
+def _calls_missing_mutable(meta: dict) -> bool:
+    calls = meta.get("calls") if isinstance(meta.get("calls"), list) else []
+    for call in calls:
+        if isinstance(call, dict) and call.get("call") == "apply":
+            mutable = call.get("mutable")
+            if mutable is True:
+                continue
+            if not (isinstance(mutable, list) and "batch_stats" in mutable):
+                return True
+    return False
+
+
+def flow(ev: Evidence) -> Outcome:
+    expected = ("init_and_apply(seed: float, x, flag: float): init with PRNGKey(int(seed)), split params and "
+                "batch_stats, apply with bool(flag) and mutable=['batch_stats'], return N*D values in 1-D")
+    tags: list[str] = []
+    problems: list[str] = []
+    for probe in ev.suite.flow_probes():
+        if probe.params["module"] != "stub":
+            continue
+        result = ev.result(probe)
+        n, d = probe.params["shape"]
+        flag = float(probe.params["flag"])
+        mode = "eval" if flag else "training"
+        where = f"{mode} flag on {n}x{d}"
+        if result.error is not None:
+            tags += _flow_error_tags(result.error)
+            problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
+            continue
+        if _calls_missing_mutable(result.meta):
+            tags.append("apply_not_mutable")
+            problems.append(f"{where}: apply was called without 'batch_stats' in mutable")
+        y = result.arrays.get("y")
+        if not isinstance(y, np.ndarray) or y.dtype.kind not in "fiu":
+            problems.append(f"{where}: returned no numeric array")
+            continue
+        if y.shape != (n * d,):
+            if "apply_not_mutable" not in tags:
+                tags.append("output_not_flat")
+            problems.append(f"{where}: returned shape {y.shape}, expected ({n * d},)")
+            continue
+        x = probe.arrays["x"].astype(np.float64)
+        got = y.astype(np.float64)
+        outputs = {f: (s * x + c).reshape(-1) for f, (s, c) in STUB_FORMULA.items()}
+        tol = 1e-5 * (1.0 + np.abs(outputs[flag]))
+        if np.all(np.abs(got - outputs[flag]) <= tol):
+            continue
+        other = outputs[1.0 - flag]
+        if np.all(np.abs(got - other) <= 1e-5 * (1.0 + np.abs(other))):
+            tags.append("flag_ignored")
+            problems.append(f"{where}: the output is the {'training' if flag else 'eval'}-mode one")
+        elif np.allclose(np.sort(got), np.sort(outputs[flag]), rtol=1e-5, atol=1e-5):
+            tags.append("output_not_flat")
+            problems.append(f"{where}: the right values in another order (flatten the (N, D) output row by row)")
+        else:
+            problems.append(f"{where}: the output is not the module's (did init_and_apply build its model from MyBatchNorm?)")
+    if problems:
+        return Outcome(False, expected, "; ".join(problems[:3]), tuple(dict.fromkeys(tags)))
+    return Outcome(True, expected)
+
+
+def end_to_end(ev: Evidence) -> Outcome:
+    expected = "init_and_apply with your MyBatchNorm gives the layer's output in both modes"
+    for probe in ev.suite.flow_probes():
+        if probe.params["module"] != "own":
+            continue
+        result = ev.result(probe)
+        n, d = probe.params["shape"]
+        flag = float(probe.params["flag"])
+        where = f"{'eval' if flag else 'training'} flag on {n}x{d}"
+        if result.error is not None:
+            return Outcome(False, expected, f"{where}: raised {result.error['type']}: {result.error['message']}",
+                           _flow_error_tags(result.error))
+        x = probe.arrays["x"][None].astype(np.float64)
+        ones, zeros = np.ones((1, d)), np.zeros((1, d))
+        true = oracle.step(x, ones, zeros, zeros, ones, train=not flag).y
+        tol = output_tolerance(x, ones, zeros) if not flag else output_tolerance(x, ones, zeros, zeros, ones)
+        try:
+            y = take(result.arrays, "y", (n * d,), "init_and_apply's result")
+        except Malformed as err:
+            return Outcome(False, expected, f"{where}: {err}")
+        miss = worst(y.reshape(1, n, d), true, tol)
+        if miss is not None:
+            return Outcome(False, expected, f"{where}: {miss.summary()}")
+    return Outcome(True, expected)
+
+
+# --- advisories (no points) --------------------------------------------------------
+
+
+STABLE_ERROR = 0.05
+
+
+def stability(ev: Evidence) -> Outcome:
+    expected = "accurate output for features far from zero (|mean| = 1e4 x std), advisory"
+    worst_err = 0.0
+    for traj in _complete(ev)[0]:
+        advisory = ~traj.scored
+        if not advisory.any():
+            continue
+        x = traj.x_train[:, 0][advisory]
+        gamma, beta = traj.params()
+        mean, var = traj.state("init")
+        true = oracle.step(x, gamma[advisory], beta[advisory], mean[advisory], var[advisory], True).y
+        try:
+            got = traj.output("train0")[advisory]
+        except Malformed:
+            continue
+        with np.errstate(invalid="ignore"):
+            err = float(np.nan_to_num(np.abs(got - true), nan=np.inf).max())
+        worst_err = max(worst_err, err)
+    # float32 cannot even hold x - mean exactly at this offset: ~1e-3 is the floor
+    # of a two-pass variance; the one-pass form is off by whole units.
+    if worst_err <= STABLE_ERROR:
+        return Outcome(True, expected, notes=(f"Max error {worst_err:.1g} with |mean| = 1e4 x std: "
+                                              "your variance is numerically stable.",))
+    return Outcome(True, expected, notes=(
+        f"With a large offset the training output is off by up to {worst_err:.2g}. The one-pass variance "
+        "E[x^2] - E[x]^2 cancels catastrophically in float32 when |mean| >> std; the two-pass "
+        "mean((x - mean)^2) does not. Not scored: flax.linen.BatchNorm's default makes the same trade.",))
+
+
+def mutable_true(ev: Evidence) -> Outcome:
+    expected = "apply with mutable=['batch_stats'], advisory"
+    for probe in ev.suite.flow_probes():
+        calls = ev.meta(probe).get("calls")
+        if isinstance(calls, list) and any(isinstance(c, dict) and c.get("mutable") is True for c in calls):
+            return Outcome(True, expected, notes=(
+                "init_and_apply uses mutable=True: it works, but apply then also hands back params as "
+                "'updated' state, and Flax's maintainers discourage it; name the collection instead.",))
+    return Outcome(True, expected)
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("module_runs", "MyBatchNorm initializes and applies", 0, module_runs),
+    Check("variables", "Variables: params gamma/beta, batch_stats running_mean/running_var", 8, variables, ("module_runs",)),
+    Check("initial_values", "Initial values: ones, zeros, zeros, ones", 5, initial_values, ("variables",)),
+    Check("init_guard", "init leaves the running statistics alone (is_initializing guard)", 10, init_guard, ("module_runs",)),
+    Check("train_output", "Training mode normalizes with the batch statistics", 15, train_output, ("module_runs",)),
+    Check("running_update", "Training mode updates the running statistics (EMA)", 15, running_update, ("module_runs",)),
+    Check("eval_output", "Eval mode normalizes with the running statistics", 10, eval_output, ("module_runs",)),
+    Check("eval_frozen", "Eval mode leaves the running statistics unchanged", 5, eval_frozen, ("module_runs",)),
+    Check("given_state", "Trained gamma/beta and running statistics are used correctly", 8, given_state, ("variables",)),
+    Check("jit", "MyBatchNorm works under jax.jit", 4, jittable, ("module_runs",)),
+    Check("gradients", "Gradients flow through the batch statistics", 5, gradients, ("variables", "train_output", "jit")),
+    Check("flow", "init_and_apply: init, split, apply(mutable), flatten", 10, flow),
+    Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end,
+          ("flow", "init_guard", "train_output", "eval_output")),
+    Check("stability", "Numerical stability with large offsets (advice, no points)", 0, stability, ("module_runs",), advisory=True),
+    Check("mutable_true", "apply's mutable argument (advice, no points)", 0, mutable_true, advisory=True),
+)
+MAX_SCORE = sum(c.weight for c in CHECKS)
+
+
+def _explained(outcome: Outcome, charged: dict[str, str]) -> Outcome | None:
+    """A failure whose every named mistake an earlier check already charged."""
+    if outcome.passed or not outcome.tags or not all(t in charged for t in outcome.tags):
+        return None
+    where = "; ".join(f"{PITFALLS[t].title} (charged in '{charged[t]}')" for t in outcome.tags)
+    return Outcome(True, outcome.expected, notes=outcome.notes + (f"Correct apart from: {where}.",))
+
+
+def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResult]:
+    """Run the table in order; the loads gate is the import itself."""
+    results: dict[str, CheckResult] = {}
+    charged: dict[str, str] = {}
+    for check in checks:
+        failed_deps = [d for d in check.depends if results[d].status != "passed"]
+        if ev.run.import_error is not None:
+            err = ev.run.import_error
+            reason = (f"missing {err['message']}" if err["type"] == "missing"
+                      else f"{err['type']}: {err['message']}")
+            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
+                                            observed=f"the submission could not be loaded: {reason}", advisory=check.advisory)
+            continue
+        if failed_deps:
+            names = ", ".join(f"'{results[d].name}'" for d in failed_deps)
+            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
+                                            observed=f"not checked: depends on {names}", advisory=check.advisory)
+            continue
+        try:
+            outcome = check.run(ev)
+        except Skip as skip:
+            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
+                                            observed=f"not checked: {skip}", advisory=check.advisory)
+            continue
+        except Exception as err:  # noqa: BLE001 - a grader bug must not hide the other checks
+            detail = f"{type(err).__name__}: {err}"[:300]
+            print(f"grader: internal error in check {check.id}: {detail}", file=sys.stderr)
+            outcome = Outcome(False, "", f"the grader could not evaluate this check (internal error: {detail}); "
+                              "please report it to your instructor")
+        outcome = _explained(outcome, charged) or outcome
+        status = "passed" if outcome.passed else "failed"
+        if not outcome.passed:
+            for tag in outcome.tags:
+                charged.setdefault(tag, check.name)
+        results[check.id] = CheckResult(check.id, check.name, check.weight, status, outcome.expected,
+                                        outcome.observed, outcome.tags if not outcome.passed else (),
+                                        outcome.notes, check.advisory)
+    return list(results.values())

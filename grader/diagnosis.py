@@ -1,0 +1,98 @@
+"""Explaining a failed comparison by the mistake that reproduces it.
+
+A check compares observed arrays with the oracle's contract. When they differ,
+the same comparison is repeated against the oracle with each candidate mistake,
+then with pairs of them; the mistakes whose model reproduces every observed
+case are the diagnosis. Nothing matching means "wrong, for a reason we cannot
+name", which is reported as such rather than guessed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from grader.compare import Mismatch, within, worst
+from grader.oracle import CONTRACT, Variant
+
+# (tag, how the oracle models it). Several models may share a tag.
+MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
+    ("stats_over_features", {"axis": "features"}),
+    ("stats_over_features", {"axis": "features_broadcast"}),
+    ("unbiased_variance", {"norm_ddof": 1, "update_ddof": 1}),
+    ("unbiased_variance", {"norm_ddof": 1}),
+    ("unbiased_variance", {"update_ddof": 1}),
+    ("eps_misplaced", {"eps": "outside"}),
+    ("eps_misplaced", {"eps": "none"}),
+    ("train_uses_running_stats", {"train_stats": "running_old"}),
+    ("train_uses_running_stats", {"train_stats": "running_new"}),
+    ("eval_uses_batch_stats", {"eval_stats": "batch"}),
+    ("train_skips_update", {"update_in_train": False}),
+    ("eval_updates_stats", {"update_in_eval": True}),
+    ("momentum_reversed", {"momentum_reversed": True}),
+    ("affine_misapplied", {"affine": "none"}),
+    ("affine_misapplied", {"affine": "swapped"}),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One observed array and how to compute what it should be under a variant."""
+
+    label: str  # where, for the student: "training step 1 on 8x3 (tiny_variance)"
+    observed: np.ndarray  # (cases, ...)
+    expected: Callable[[Variant], np.ndarray]
+    tol: np.ndarray
+    families: Sequence[str] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+    passed: bool
+    tags: tuple[str, ...] = ()
+    mismatch: Mismatch | None = None
+    where: str = ""
+
+
+def _matches(items: Sequence[Item], variant: Variant, loose: bool) -> bool:
+    for item in items:
+        expected = item.expected(variant)
+        tol = item.tol
+        if loose:  # a diagnosis may be a little looser than the verdict
+            with np.errstate(invalid="ignore", over="ignore"):
+                tol = 4.0 * tol + 1e-5 * np.nan_to_num(np.abs(expected), nan=0.0, posinf=0.0)
+        if not within(item.observed, expected, tol).all():
+            return False
+    return True
+
+
+def _first_failure(items: Sequence[Item]) -> tuple[Mismatch | None, str]:
+    for item in items:
+        expected = item.expected(CONTRACT)
+        miss = worst(item.observed, expected, item.tol)
+        if miss is not None:
+            family = f", {item.families[miss.case]} inputs" if item.families else ""
+            return miss, f"{item.label}{family}"
+    return None, ""
+
+
+def diagnose(items: Sequence[Item], tags: Sequence[str]) -> Diagnosis:
+    """Pass if every item matches the contract; otherwise name the mistakes among
+    ``tags`` whose models reproduce all items (single mistakes first, then pairs)."""
+    if not items or _matches(items, CONTRACT, loose=False):
+        return Diagnosis(passed=True)
+    mismatch, where = _first_failure(items)
+    candidates = [(tag, Variant(**fields)) for tag, fields in MISTAKES if tag in tags]  # type: ignore[arg-type]
+    found = {tag for tag, variant in candidates if _matches(items, variant, loose=True)}
+    if not found:
+        for (tag_a, a), (tag_b, b) in itertools.combinations(candidates, 2):
+            if tag_a == tag_b or a.differs_in() & b.differs_in():
+                continue
+            merged = dataclasses.replace(a, **{f: getattr(b, f) for f in b.differs_in()})
+            if _matches(items, merged, loose=True):
+                found |= {tag_a, tag_b}
+    ordered = tuple(t for t in dict.fromkeys(tag for tag, _ in MISTAKES) if t in found)
+    return Diagnosis(passed=False, tags=ordered, mismatch=mismatch, where=where)

@@ -1,0 +1,58 @@
+"""Grading one submission: cases -> submission's processes -> checks -> result."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from grader.cases import build_suite
+from grader.checks import CHECKS, MAX_SCORE, evaluate
+from grader.evidence import Evidence
+from grader.results import GradeResult
+from grader.sandbox import Session
+
+DEFAULT_TIMEOUT = 60.0
+
+
+def default_workers() -> int:
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def grade(
+    submission: Path,
+    secret: str | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    memory_mb: int | None = None,
+    workers: int | None = None,
+) -> GradeResult:
+    """Grade ``submission`` (a batchnorm.py) on the hidden suite for ``secret``,
+    or on the practice suite without one."""
+    started = time.monotonic()
+    # Start the submission's processes first: their imports overlap building the suite.
+    with Session(submission, timeout=timeout, workers=workers or default_workers(), memory_mb=memory_mb) as session:
+        suite = build_suite(secret)
+        run = session.run(list(suite.probes))
+    checks = evaluate(Evidence(suite, run), CHECKS)
+    problem = ""
+    if run.import_error is not None:
+        err = run.import_error
+        problem = (f"the submission does not define {err['message']}" if err["type"] == "missing"
+                   else f"importing the submission raised {err['type']}: {err['message']}")
+    elif run.timed_out:
+        problem = f"time limit of {timeout:g} s exceeded; checks that did not finish score 0"
+    return GradeResult(
+        submission=str(submission),
+        score=sum(c.score for c in checks),
+        max_score=MAX_SCORE,
+        checks=checks,
+        suite=suite.name,
+        cases=suite.case_count,
+        shapes=len(suite.shapes),
+        isolation=run.isolation,
+        seconds=time.monotonic() - started,
+        stdout=run.stdout,
+        stderr=run.stderr,
+        problem=problem,
+    )

@@ -1,0 +1,164 @@
+"""The named mistakes: what each one is, why it matters in Flax, and a hint.
+
+Tags are stable identifiers (they appear in results.json, the gradebook and the
+instructors' table); the wording around them is for students. A hint points at
+the idea to revisit, never at the code to paste.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Pitfall:
+    tag: str
+    title: str  # one line, as the student reads it
+    why: str  # why it matters, in Flax terms
+    hint: str  # what to look at next
+
+
+_ALL = (
+    Pitfall(
+        "init_updates_stats",
+        "running statistics change during init",
+        "Module.init makes every collection writable and runs your forward pass once "
+        "to create the variables. Without a guard, the example batch is folded into "
+        "running_mean/running_var before training starts; current Flax raises no error.",
+        "Update the running statistics only when `self.is_initializing()` is false "
+        "(call it; a guard like is_mutable_collection is true during init too).",
+    ),
+    Pitfall(
+        "apply_not_mutable",
+        "apply is called without batch_stats in `mutable`",
+        "Collections not listed in `mutable` are read-only during apply: in training "
+        "mode the update raises ModifyScopeVariableError; in eval mode apply returns "
+        "the bare output, not an (output, updates) pair.",
+        "Pass mutable=[\"batch_stats\"] to apply and unpack (output, updates).",
+    ),
+    Pitfall(
+        "stats_over_features",
+        "statistics are taken over the feature axis",
+        "BatchNorm normalizes each feature with statistics over the batch (axis 0), "
+        "giving (D,) running statistics; reducing over axis 1 is LayerNorm, and its "
+        "(N,) statistics only broadcast when N == D.",
+        "Reduce over axis 0 so that mean and variance have shape (D,).",
+    ),
+    Pitfall(
+        "eval_updates_stats",
+        "eval mode changes the running statistics",
+        "With use_running_average=True the layer is being evaluated: the running "
+        "statistics must come out exactly as they went in.",
+        "Write to the running statistics only in the training branch.",
+    ),
+    Pitfall(
+        "eval_uses_batch_stats",
+        "eval mode normalizes with the batch's statistics",
+        "In eval mode a prediction must not depend on the other examples in the "
+        "batch: normalize with running_mean/running_var instead.",
+        "In the use_running_average branch, read the running statistics' `.value`.",
+    ),
+    Pitfall(
+        "train_uses_running_stats",
+        "training mode normalizes with the running statistics",
+        "During training the layer normalizes with the current batch's mean and "
+        "variance; the running statistics are only updated, for use in eval.",
+        "In training mode, compute mean and variance of x over axis 0 and use those.",
+    ),
+    Pitfall(
+        "train_skips_update",
+        "training mode never updates the running statistics",
+        "The running statistics are what eval mode uses; if training never writes "
+        "them, a trained model evaluates with zeros and ones.",
+        "Assign the new value to the variable's `.value` (a local name is not "
+        "enough), and check that the guard calls is_initializing().",
+    ),
+    Pitfall(
+        "momentum_reversed",
+        "the momentum weights are swapped",
+        "With momentum 0.9 the running value keeps 90% of its old value and takes "
+        "10% of the batch's: running = momentum * running + (1 - momentum) * batch.",
+        "Check which term momentum multiplies.",
+    ),
+    Pitfall(
+        "unbiased_variance",
+        "the variance divides by N-1",
+        "This exercise (like Flax) uses the biased variance, the mean of squared "
+        "deviations (divide by N), both to normalize and in the running update; "
+        "N-1 is PyTorch's convention for the running variance.",
+        "Use the mean of (x - mean)^2 over axis 0 (jnp.var's default ddof=0).",
+    ),
+    Pitfall(
+        "eps_misplaced",
+        "eps is missing or outside the square root",
+        "eps keeps the division finite for features with (near) zero variance; the "
+        "contract adds it to the variance: sqrt(var + eps).",
+        "Divide by sqrt(var + eps).",
+    ),
+    Pitfall(
+        "stats_not_in_batch_stats",
+        "running statistics are not in the batch_stats collection",
+        "Everything in `params` is trained by the optimizer (its gradient is not "
+        "zero), and apply(..., mutable=[\"batch_stats\"]) can only write batch_stats.",
+        "Declare running_mean/running_var with self.variable(\"batch_stats\", ...).",
+    ),
+    Pitfall(
+        "wrong_variable_names",
+        "variables are named or shaped otherwise than the contract",
+        "Checkpoints, optimizers and the grader find variables by collection and "
+        "name: params gamma/beta and batch_stats running_mean/running_var, each (D,).",
+        "Use exactly those names, each of shape (D,).",
+    ),
+    Pitfall(
+        "wrong_initial_values",
+        "variables start from the wrong values",
+        "A fresh BatchNorm is the identity on normalized data: gamma ones, beta "
+        "zeros, running_mean zeros, running_var ones.",
+        "Check each initializer.",
+    ),
+    Pitfall(
+        "affine_misapplied",
+        "gamma and beta are not applied as scale and shift",
+        "After normalizing, the layer scales by gamma and shifts by beta; with their "
+        "initial values (ones and zeros) a mistake here is invisible until training "
+        "changes them.",
+        "Return gamma * x_hat + beta.",
+    ),
+    Pitfall(
+        "output_not_flat",
+        "init_and_apply does not return N*D values in 1-D",
+        "The exercise's tests compare a flat vector of the N*D outputs.",
+        "Flatten the output (e.g. .reshape(-1)) and return only it.",
+    ),
+    Pitfall(
+        "flag_ignored",
+        "init_and_apply ignores or misreads use_running_average",
+        "The flag arrives as a float, 0.0 or 1.0; apply expects a bool. A module "
+        "testing `is True` never sees 1.0 as true.",
+        "Pass bool(use_running_average) to apply.",
+    ),
+    Pitfall(
+        "seed_not_cast",
+        "the float seed goes to the PRNG unconverted",
+        "jax.random.PRNGKey(3.0) raises TypeError: a PRNG seed must be an integer.",
+        "Convert with int(seed) before making the key.",
+    ),
+    Pitfall(
+        "gradient_blocked",
+        "gradients do not flow through the batch statistics",
+        "In training mode the batch mean and variance depend on x, and autodiff must "
+        "see that dependence (BatchNorm's gradient is not gamma/std times upstream).",
+        "Do not wrap the batch statistics in stop_gradient or compute them outside JAX.",
+    ),
+    Pitfall(
+        "not_jittable",
+        "the module fails under jax.jit",
+        "Training steps are jitted: inside jit, values are tracers, so NumPy calls, "
+        "float()/bool() of arrays and Python branches on values fail.",
+        "Use jax.numpy for array math and branch only on Python values such as "
+        "use_running_average.",
+    ),
+)
+
+PITFALLS: dict[str, Pitfall] = {p.tag: p for p in _ALL}
+TAGS = tuple(PITFALLS)

@@ -1,0 +1,338 @@
+"""What the submission's process runs: the student's code on inputs, raw outputs back.
+
+This module runs beside untrusted code. It receives inputs only, never seeds,
+expected values or the reference, and it judges nothing: every comparison happens
+in the grading process. Each probe returns plain arrays and a small JSON ``meta``.
+
+Speed: the cases of one shape run as one ``jax.jit(jax.vmap(...))`` program, so a
+suite costs one compile per shape. A submission that cannot be traced is still
+graded: the same segment then runs case by case, eagerly, on the first cases.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+EAGER_CASES = 6
+MESSAGE_CHARS = 400
+
+
+class ProbeError(Exception):
+    """A probe that could not produce its outputs; ``kind`` names the failure."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.partial: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
+
+
+def describe(err: BaseException) -> dict[str, str]:
+    """A one-line, size-capped description of an exception raised by student code."""
+    name = type(err).__name__
+    text = " ".join(str(err).split()) or name
+    where = ""
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        if frame.filename.endswith(("batchnorm.py", "submission.py")) or "submission" in frame.filename:
+            where = f" (line {frame.lineno})"
+            break
+    return {"type": name, "message": (text[:MESSAGE_CHARS] + where)}
+
+
+def load_submission(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("submission", path)
+    if spec is None or spec.loader is None:
+        raise ProbeError("import", f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["submission"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- turning the student's return values into plain arrays -------------------------
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    import jax
+
+    if isinstance(value, jax.Array | np.ndarray):
+        array = np.asarray(value)
+        if array.dtype.kind in "fiub":
+            return array
+        raise ProbeError("type", f"{what} has dtype {array.dtype}; expected float32")
+    raise ProbeError("type", f"{what} is a {type(value).__name__}; expected an array")
+
+
+def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
+    """{'prefix/collection/name': leaf} for a (possibly frozen) nested dict."""
+    from flax.core import unfreeze
+
+    out: dict[str, Any] = {}
+    tree = unfreeze(tree) if hasattr(tree, "unfreeze") or type(tree).__name__ == "FrozenDict" else tree
+    if not isinstance(tree, dict):
+        raise ProbeError("type", f"{prefix} is a {type(tree).__name__}; expected a dict of collections")
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(child, f"{path}/{key}")
+        else:
+            out[path] = node
+
+    walk(tree, prefix)
+    return out
+
+
+def _split_apply_result(result: Any) -> tuple[Any, Any]:
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise ProbeError("type", "apply with mutable=['batch_stats'] did not return (output, updates)")
+    return result
+
+
+# --- the module probes -------------------------------------------------------------
+
+
+def _segment_default(model: Any, steps: int, seed: int) -> Callable[..., dict[str, Any]]:
+    """init on the first batch, `steps` training applies threading batch_stats, one eval."""
+    import jax
+
+    def run(train: Any, evalx: Any) -> dict[str, Any]:
+        variables = model.init(jax.random.PRNGKey(seed), train[0], use_running_average=False)
+        out = _flatten(variables, "init")
+        state = dict(variables)
+        for s in range(steps):
+            y, updates = _split_apply_result(
+                model.apply(state, train[s], use_running_average=False, mutable=["batch_stats"])
+            )
+            out[f"train{s}/y"] = y
+            out.update(_flatten(updates, f"train{s}"))
+            state = {**state, **dict(updates)}
+        y, updates = _split_apply_result(
+            model.apply(state, evalx, use_running_average=True, mutable=["batch_stats"])
+        )
+        out["eval/y"] = y
+        out.update(_flatten(updates, "eval"))
+        return out
+
+    return run
+
+
+def _segment_init(model: Any, seed: int) -> Callable[..., dict[str, Any]]:
+    """init alone, for a module whose applies fail."""
+    import jax
+
+    def run(train: Any) -> dict[str, Any]:
+        return _flatten(model.init(jax.random.PRNGKey(seed), train[0], use_running_average=False), "init")
+
+    return run
+
+
+def _contract_state(gamma: Any, beta: Any, mean: Any, var: Any) -> dict[str, Any]:
+    return {
+        "params": {"gamma": gamma, "beta": beta},
+        "batch_stats": {"running_mean": mean, "running_var": var},
+    }
+
+
+def _segment_state(model: Any) -> Callable[..., dict[str, Any]]:
+    """One training and one eval apply from grader-chosen params and statistics."""
+
+    def run(x: Any, gamma: Any, beta: Any, mean: Any, var: Any) -> dict[str, Any]:
+        state = _contract_state(gamma, beta, mean, var)
+        out: dict[str, Any] = {}
+        for mode, flag in (("train", False), ("eval", True)):
+            y, updates = _split_apply_result(
+                model.apply(state, x, use_running_average=flag, mutable=["batch_stats"])
+            )
+            out[f"{mode}/y"] = y
+            out.update(_flatten(updates, mode))
+        return out
+
+    return run
+
+
+def _segment_grad(model: Any) -> Callable[..., dict[str, Any]]:
+    """Gradient of sum(w * y) in training mode w.r.t. x, gamma and beta."""
+    import jax
+    import jax.numpy as jnp
+
+    def run(x: Any, gamma: Any, beta: Any, mean: Any, var: Any, w: Any) -> dict[str, Any]:
+        def loss(x: Any, params: dict[str, Any]) -> Any:
+            state = _contract_state(params["gamma"], params["beta"], mean, var)
+            y, _ = _split_apply_result(
+                model.apply(state, x, use_running_average=False, mutable=["batch_stats"])
+            )
+            return jnp.sum(y * w)
+
+        dx, dparams = jax.grad(loss, argnums=(0, 1))(x, {"gamma": gamma, "beta": beta})
+        return {"x": dx, "gamma": dparams["gamma"], "beta": dparams["beta"]}
+
+    return run
+
+
+def _stack(results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    keys = results[0].keys()
+    for r in results[1:]:
+        if r.keys() != keys:
+            raise ProbeError("type", "the module returned different variables for different inputs")
+    return {k: np.stack([_as_array(r[k], k) for r in results]) for k in keys}
+
+
+def run_segment(fn: Callable[..., dict[str, Any]], args: list[np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Run ``fn`` over the leading (case) axis of ``args``: vmapped and jitted if
+    the student's code allows it, otherwise eagerly on the first few cases."""
+    import jax
+
+    try:
+        result = jax.jit(jax.vmap(fn))(*args)
+        jax.block_until_ready(result)
+        return {k: _as_array(v, k) for k, v in result.items()}, {"mode": "jit"}
+    except ProbeError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any tracing failure means "try eagerly"
+        jit_error = describe(err)
+    cases = min(len(args[0]), EAGER_CASES)
+    try:
+        results = [fn(*(a[i] for a in args)) for i in range(cases)]
+    except ProbeError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the student's own error, reported as data
+        info = describe(err)
+        raise ProbeError(info["type"], info["message"]) from err
+    return _stack(results), {"mode": "eager", "jit_error": jit_error}
+
+
+def probe_module(cls: type, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The module probes of one shape: which segment to run is in ``params``."""
+    model = cls()
+    segment = params["segment"]
+    if segment == "default":
+        fn = _segment_default(model, int(params["steps"]), int(params["seed"]))
+        args = [arrays["train"], arrays["eval"]]
+        try:
+            return run_segment(fn, args)
+        except ProbeError as err:
+            # Keep what init created, so the variables can still be checked.
+            try:
+                err.partial = run_segment(_segment_init(model, int(params["seed"])), [arrays["train"]])
+            except ProbeError:
+                pass
+            raise
+    elif segment == "state":
+        fn = _segment_state(model)
+        args = [arrays[k] for k in ("x", "gamma", "beta", "running_mean", "running_var")]
+    elif segment == "grad":
+        fn = _segment_grad(model)
+        args = [arrays[k] for k in ("x", "gamma", "beta", "running_mean", "running_var", "w")]
+    else:
+        raise ProbeError("grader", f"unknown segment {segment!r}")
+    return run_segment(fn, args)
+
+
+# --- the flow probes ---------------------------------------------------------------
+
+
+def _mutable_repr(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return f"<{type(value).__name__}>"
+
+
+def _recording(cls: type, calls: list[dict[str, Any]]) -> type:
+    """A subclass of ``cls`` whose init/apply note how they were called."""
+    original_init, original_apply = cls.init, cls.apply
+
+    def init(self: Any, rngs: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append({"call": "init", "rngs": type(rngs).__name__,
+                      "use_running_average": repr(kwargs.get("use_running_average"))[:40]})
+        return original_init(self, rngs, *args, **kwargs)
+
+    def apply(self: Any, variables: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append({"call": "apply", "mutable": _mutable_repr(kwargs.get("mutable", False)),
+                      "collections": sorted(str(k) for k in dict(variables))[:8],
+                      "use_running_average": repr(kwargs.get("use_running_average"))[:40]})
+        return original_apply(self, variables, *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"init": init, "apply": apply, "__module__": cls.__module__})
+
+
+def _is_bool(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return True
+    return getattr(value, "shape", None) == () and str(getattr(value, "dtype", "")) == "bool"
+
+
+def flow_stub_class() -> type:
+    """A module with the contract's variables but a trivially checkable output.
+
+    Train: ``2x + 1`` and running_mean += 1 (unless initializing); eval: ``3x - 1``.
+    Running the student's ``init_and_apply`` with it tests the flow apart from
+    the student's BatchNorm arithmetic.
+    """
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    class FlowStub(nn.Module):
+        momentum: float = 0.9
+        eps: float = 1e-5
+
+        @nn.compact
+        def __call__(self, x: Any, use_running_average: bool) -> Any:
+            if not _is_bool(use_running_average):
+                raise TypeError(
+                    f"use_running_average must be a bool, got {type(use_running_average).__name__} "
+                    f"{str(use_running_average)[:20]}"
+                )
+            d = x.shape[-1]
+            gamma = self.param("gamma", nn.initializers.ones, (d,))
+            beta = self.param("beta", nn.initializers.zeros, (d,))
+            mean = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((d,), x.dtype))
+            self.variable("batch_stats", "running_var", lambda: jnp.ones((d,), x.dtype))
+            if use_running_average:
+                return gamma * (3.0 * x - 1.0) + beta
+            if not self.is_initializing():
+                mean.value = mean.value + 1.0
+            return gamma * (2.0 * x + 1.0) + beta
+
+    return FlowStub
+
+
+def probe_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Call the student's init_and_apply(seed, x, flag) with floats, as the contract says."""
+    import jax
+
+    calls: list[dict[str, Any]] = []
+    own = submission.MyBatchNorm
+    module_cls = own if params["module"] == "own" else flow_stub_class()
+    submission.MyBatchNorm = _recording(module_cls, calls)
+    seed, flag = float(params["seed"]), float(params["flag"])
+    x = arrays["x"]
+    meta: dict[str, Any] = {"calls": calls}
+    try:
+        try:
+            result = jax.jit(submission.init_and_apply, static_argnums=(0, 2))(seed, x, flag)
+            jax.block_until_ready(result)
+            meta["mode"] = "jit"
+        except Exception as err:  # noqa: BLE001 - any tracing failure means "try eagerly"
+            meta["jit_error"] = describe(err)
+            calls.clear()
+            result = submission.init_and_apply(seed, x, flag)
+            meta["mode"] = "eager"
+    except Exception as err:  # noqa: BLE001 - the student's own error, reported as data
+        info = describe(err)
+        raise ProbeError(info["type"], info["message"]) from err
+    finally:
+        submission.MyBatchNorm = own
+    meta["calls"] = calls[:16]
+    return {"y": _as_array(result, "init_and_apply's result")}, meta

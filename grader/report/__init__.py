@@ -1,0 +1,1 @@
+"""Renderers of a :class:`~grader.results.GradeResult`: terminal and results.json."""

@@ -1,0 +1,78 @@
+"""Gradescope's results.json, written atomically by the grading process only."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypedDict
+
+from grader.report.text import check_message
+from grader.results import GradeResult
+
+FORMAT_VERSION = 1
+
+
+class TestEntry(TypedDict):
+    name: str
+    score: float
+    max_score: float
+    status: str
+    output: str
+    tags: list[str]
+    visibility: str
+
+
+def results_json(result: GradeResult) -> dict[str, Any]:
+    tests: list[TestEntry] = []
+    for check in result.checks:
+        tests.append({
+            "name": check.name,
+            "score": float(check.score),
+            "max_score": float(check.weight),
+            "status": "passed" if check.status == "passed" else "failed",
+            "output": check_message(check),
+            "tags": list(check.tags),
+            "visibility": "visible",
+        })
+    summary = f"{result.score}/{result.max_score} on the {result.suite} suite ({result.cases} cases, {result.shapes} shapes)."
+    if result.problem:
+        summary = f"{result.problem[:1].upper()}{result.problem[1:]}. {summary}"
+    return {
+        "score": float(result.score),
+        "max_score": float(result.max_score),
+        "execution_time": round(result.seconds, 3),
+        "output": summary,
+        "visibility": "visible",
+        "stdout_visibility": "visible",
+        "tests": tests,
+        "extra_data": {
+            "format_version": FORMAT_VERSION,
+            "suite": result.suite,
+            "cases": result.cases,
+            "shapes": result.shapes,
+            "isolation": result.isolation,
+            "status": result.status,
+            "tags": list(result.tags),
+        },
+    }
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_results(path: Path, result: GradeResult) -> None:
+    write_atomically(path, json.dumps(results_json(result), indent=2) + "\n")

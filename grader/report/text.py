@@ -1,0 +1,28 @@
+"""Per-check messages as plain text: what was expected, what happened, a hint."""
+
+from __future__ import annotations
+
+from grader.checks import CheckResult
+from grader.pitfalls import PITFALLS
+
+
+def check_message(check: CheckResult) -> str:
+    """The feedback of one check, for a student (never holds hidden values)."""
+    lines: list[str] = []
+    if check.status == "passed":
+        lines += list(check.notes)
+        return "\n".join(lines)
+    if check.status == "skipped":
+        return check.observed[:1].upper() + check.observed[1:] + "."
+    lines.append(f"Expected: {check.expected}.")
+    if check.observed:
+        lines.append(f"Observed: {check.observed}.")
+    for tag in check.tags:
+        pitfall = PITFALLS[tag]
+        lines.append(f"Likely mistake [{tag}]: {pitfall.title}. {pitfall.why}")
+        lines.append(f"Hint: {pitfall.hint}")
+    if not check.tags:
+        lines.append("Hint: compare your code with the formula above; the practice suite "
+                     "(no secret) shows the same kinds of inputs.")
+    lines += list(check.notes)
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""The record of one graded submission, shared by every report format."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from grader.checks import CheckResult
+
+
+@dataclasses.dataclass
+class GradeResult:
+    submission: str
+    score: int
+    max_score: int
+    checks: list[CheckResult]
+    suite: str  # "hidden" or "practice"
+    cases: int
+    shapes: int
+    isolation: str
+    seconds: float
+    stdout: str = ""
+    stderr: str = ""
+    problem: str = ""  # one line when the submission as a whole could not be graded normally
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for c in self.checks for t in c.tags))
+
+    @property
+    def status(self) -> str:
+        if self.problem:
+            return "error"
+        return "complete" if self.score == self.max_score else "partial"

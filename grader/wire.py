@@ -1,0 +1,124 @@
+"""Framed messages of plain data between the grader and a submission's process.
+
+A frame is a 4-byte big-endian header length, a JSON header, then the raw bytes
+of each array the header declares (C order, little-endian). Nothing is ever
+unpickled: a reader decodes JSON and copies bytes into NumPy arrays of a dtype
+from a short allow-list, after checking every declared size against a cap.
+This module is imported on both sides, so it depends on NumPy only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any, BinaryIO
+
+import numpy as np
+
+MAX_HEADER_BYTES = 256 * 1024
+MAX_FRAME_BYTES = 512 * 1024 * 1024
+ALLOWED_DTYPES = {"float32", "float64", "int32", "int64", "uint32", "bool"}
+_LEN = struct.Struct(">I")
+
+
+class WireError(ValueError):
+    """A frame that is malformed, too large, or of a type the reader refuses."""
+
+
+def _plain(value: Any, where: str) -> None:
+    """Reject anything in a header that is not plain JSON data."""
+    if value is None or type(value) in (bool, int, str):
+        return
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise WireError(f"non-finite number in {where}")
+        return
+    if type(value) is list:
+        for item in value:
+            _plain(item, where)
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise WireError(f"non-string key in {where}")
+            _plain(item, where)
+        return
+    raise WireError(f"unsupported value of type {type(value).__name__} in {where}")
+
+
+def encode(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> bytes:
+    """One frame holding ``header`` plus ``arrays`` (listed under header['arrays'])."""
+    arrays = arrays or {}
+    specs, blobs = [], []
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+        if dtype.name not in ALLOWED_DTYPES:
+            raise WireError(f"array {name!r} has dtype {array.dtype}, not one of {sorted(ALLOWED_DTYPES)}")
+        specs.append({"name": name, "dtype": dtype.name, "shape": list(array.shape)})
+        blobs.append(array.astype(dtype.newbyteorder("<"), copy=False).tobytes())
+    body = json.dumps({**header, "arrays": specs}, allow_nan=False).encode()
+    if len(body) > MAX_HEADER_BYTES:
+        raise WireError(f"header of {len(body)} bytes exceeds {MAX_HEADER_BYTES}")
+    return _LEN.pack(len(body)) + body + b"".join(blobs)
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            raise EOFError("channel closed in the middle of a frame")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _array_specs(header: dict[str, Any]) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
+    specs = header.get("arrays")
+    if type(specs) is not list:
+        raise WireError("header has no list of arrays")
+    out, total, names = [], 0, set()
+    for spec in specs:
+        if type(spec) is not dict or set(spec) != {"name", "dtype", "shape"}:
+            raise WireError("array spec must have exactly name, dtype and shape")
+        name, dtype, shape = spec["name"], spec["dtype"], spec["shape"]
+        if type(name) is not str or name in names:
+            raise WireError("array names must be distinct strings")
+        if dtype not in ALLOWED_DTYPES:
+            raise WireError(f"array {name!r} has a refused dtype {dtype!r}")
+        if type(shape) is not list or len(shape) > 8 or any(type(d) is not int or d < 0 for d in shape):
+            raise WireError(f"array {name!r} has an invalid shape")
+        np_dtype = np.dtype(dtype).newbyteorder("<")
+        nbytes = math.prod(shape) * np_dtype.itemsize
+        total += nbytes
+        if total > MAX_FRAME_BYTES:
+            raise WireError(f"frame declares more than {MAX_FRAME_BYTES} bytes of arrays")
+        names.add(name)
+        out.append((name, np_dtype, tuple(shape), nbytes))
+    return out
+
+
+def read(stream: BinaryIO) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """The next frame from ``stream``, or None at a clean end of stream."""
+    prefix = stream.read(_LEN.size)
+    if not prefix:
+        return None
+    if len(prefix) < _LEN.size:
+        prefix += _read_exact(stream, _LEN.size - len(prefix))
+    (length,) = _LEN.unpack(prefix)
+    if length > MAX_HEADER_BYTES:
+        raise WireError(f"header of {length} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(_read_exact(stream, length))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WireError("header is not valid JSON") from err
+    if type(header) is not dict:
+        raise WireError("header is not a JSON object")
+    _plain(header, "header")
+    arrays = {}
+    for name, dtype, shape, nbytes in _array_specs(header):
+        raw = _read_exact(stream, nbytes)
+        arrays[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return header, arrays

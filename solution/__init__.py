@@ -1,0 +1,1 @@
+"""Reference implementation of the BatchNorm exercise (instructor-only)."""
