@@ -281,6 +281,7 @@ def flow_stub_class() -> type:
     the student's BatchNorm arithmetic.
     """
     import flax.linen as nn
+    import jax
     import jax.numpy as jnp
 
     class FlowStub(nn.Module):
@@ -295,7 +296,9 @@ def flow_stub_class() -> type:
                     f"{str(use_running_average)[:20]}"
                 )
             d = x.shape[-1]
-            gamma = self.param("gamma", nn.initializers.ones, (d,))
+            # gamma uses its key (times 0), so that a key made from a float seed fails
+            # under jit too: jax only rejects such a seed when lowering a live key.
+            gamma = self.param("gamma", lambda key, shape: jnp.ones(shape) + 0.0 * jax.random.uniform(key, shape), (d,))
             beta = self.param("beta", nn.initializers.zeros, (d,))
             mean = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((d,), x.dtype))
             self.variable("batch_stats", "running_var", lambda: jnp.ones((d,), x.dtype))
