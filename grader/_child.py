@@ -14,7 +14,16 @@ import time
 from typing import Any, BinaryIO
 
 from grader import wire
-from grader.probes import ProbeError, describe, load_submission, probe_flow, probe_module
+from grader.probes import (
+    ProbeError,
+    describe,
+    install_eager_seed_check,
+    load_submission,
+    probe_flow,
+    probe_flow_group,
+    probe_module,
+    probe_module_group,
+)
 
 REQUIRED_NAMES = ("MyBatchNorm", "init_and_apply")
 
@@ -22,6 +31,13 @@ REQUIRED_NAMES = ("MyBatchNorm", "init_and_apply")
 def _send(out: BinaryIO, header: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
     out.write(wire.encode(header, arrays))
     out.flush()
+
+
+def _send_result(out: BinaryIO, result: dict[str, Any], outputs: dict[str, Any]) -> None:
+    try:
+        _send(out, result, outputs)
+    except (wire.WireError, TypeError, ValueError) as err:
+        _send(out, {"kind": "result", "id": result["id"], "error": {"type": "output", "message": str(err)[:300]}})
 
 
 def _import(path: str) -> tuple[Any, dict[str, Any] | None]:
@@ -53,14 +69,36 @@ def main(argv: list[str]) -> int:
     if job is None:
         return 0
     started = time.perf_counter()
+    install_eager_seed_check()
     submission, import_error = _import(job[0]["path"])
     _send(out, {"kind": "ready", "error": import_error, "seconds": time.perf_counter() - started})
     if import_error is not None:
         return 0
-    while (frame := wire.read(source)) is not None:
-        header, arrays = frame
-        if header.get("kind") == "end":
-            break
+    frames = []
+    while (frame := wire.read(source)) is not None and frame[0].get("kind") != "end":
+        frames.append(frame)
+    pending = list(frames)
+    if job[0].get("merge", True):
+        groups = (("module", lambda group: probe_module_group(submission.MyBatchNorm, group)),
+                  ("flow", lambda group: probe_flow_group(submission, group)))
+        for kind, run_group in groups:
+            group = [f for f in frames if f[0]["probe"] == kind]
+            if len(group) < 2:
+                continue
+            ids = [h["id"] for h, _ in group]
+            _send(out, {"kind": "start", "id": ids[0], "group": ids})
+            started = time.perf_counter()
+            try:
+                grouped = run_group(group)
+            except BaseException:  # noqa: BLE001 - SystemExit & co: the one-by-one run reports it
+                grouped = None
+            if grouped is None:
+                continue
+            seconds = (time.perf_counter() - started) / len(ids)
+            for probe_id, (outputs, meta) in zip(ids, grouped):
+                _send_result(out, {"kind": "result", "id": probe_id, "error": None, "meta": meta, "seconds": seconds}, outputs)
+            pending = [f for f in pending if f[0]["probe"] != kind]
+    for header, arrays in pending:
         probe_id = header["id"]
         _send(out, {"kind": "start", "id": probe_id})
         started = time.perf_counter()
@@ -73,10 +111,7 @@ def main(argv: list[str]) -> int:
         except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
             outputs, result = {}, {"kind": "result", "id": probe_id, "error": describe(err)}
         result["seconds"] = time.perf_counter() - started
-        try:
-            _send(out, result, outputs)
-        except (wire.WireError, TypeError, ValueError) as err:
-            _send(out, {"kind": "result", "id": probe_id, "error": {"type": "output", "message": str(err)[:300]}})
+        _send_result(out, result, outputs)
     _send(out, {"kind": "done"})
     return 0
 

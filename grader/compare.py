@@ -40,10 +40,10 @@ def output_tolerance(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     """Per-element tolerance of an output normalized with ``mean``/``var``
     (the batch's own when omitted: then cancellation in the variance counts too).
     ``eps`` says where the model puts eps, which sets how much rounding is amplified."""
-    x = np.asarray(x, np.float64)
     batch = mean is None
     if batch:
         mean, var = batch_moments(x)
+    x = np.asarray(x, np.float64)
     mean, var = np.asarray(mean, np.float64), np.asarray(var, np.float64)
     with np.errstate(divide="ignore"):
         if eps == "inside":
@@ -69,9 +69,9 @@ def stats_tolerance(x: np.ndarray, old_mean: np.ndarray, old_var: np.ndarray) ->
 
 
 def grad_tolerance(x: np.ndarray, gamma: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    mean, var = batch_moments(x)
     x = np.asarray(x, np.float64)
     n = x.shape[-2]
-    mean, var = batch_moments(x)
     scale = np.sqrt(var + EPS)
     a = (_max_abs(x) + np.abs(mean)) / scale
     b = 1.0 + (np.square(mean) + var) / (var + EPS)

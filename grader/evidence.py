@@ -42,6 +42,7 @@ class Trajectory:
     probe: Probe
     result: ProbeResult
     cases: int  # how many cases came back (all, or the first few if run eagerly)
+    _inputs: dict[object, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -66,6 +67,19 @@ class Trajectory:
     @property
     def x_eval(self) -> np.ndarray:
         return self.probe.arrays["eval"][: self.cases]
+
+    def scored_input(self, step: int | None) -> np.ndarray:
+        """The scored cases' input of a training step (None: the eval input), float64.
+
+        The same array object on every call, so the oracle computes its moments once.
+        """
+        if self.cases == len(self.probe.families):
+            return self.probe.scored_input(step)
+        key = "eval" if step is None else step
+        if key not in self._inputs:
+            x = self.x_eval if step is None else self.x_train[:, step]
+            self._inputs[key] = x[self.scored].astype(np.float64)
+        return self._inputs[key]
 
     @property
     def scored(self) -> np.ndarray:
@@ -138,8 +152,16 @@ class Evidence:
     def result(self, probe: Probe) -> ProbeResult:
         return self.run.probes.get(probe.id) or ProbeResult(probe.id, {}, {}, {"type": "missing", "message": "no result came back"})
 
+    _trajectories: dict[str, tuple[list[Trajectory], list[tuple[Probe, dict[str, str]]]]] = dataclasses.field(
+        default_factory=dict, repr=False)
+
     def trajectories(self, segment: str = "default") -> tuple[list[Trajectory], list[tuple[Probe, dict[str, str]]]]:
         """Usable trajectories of a segment, and the probes that produced none, with why."""
+        if segment not in self._trajectories:
+            self._trajectories[segment] = self._collect(segment)
+        return self._trajectories[segment]
+
+    def _collect(self, segment: str) -> tuple[list[Trajectory], list[tuple[Probe, dict[str, str]]]]:
         good, bad = [], []
         for probe in self.suite.module_probes(segment):
             result = self.result(probe)

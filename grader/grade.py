@@ -6,11 +6,12 @@ import os
 import time
 from pathlib import Path
 
-from grader.cases import build_suite
-from grader.checks import CHECKS, MAX_SCORE, evaluate
-from grader.evidence import Evidence
-from grader.results import GradeResult
+from typing import TYPE_CHECKING
+
 from grader.sandbox import Session
+
+if TYPE_CHECKING:
+    from grader.results import GradeResult
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -32,9 +33,18 @@ def grade(
     started = time.monotonic()
     # Start the submission's processes first: their imports overlap building the suite.
     with Session(submission, timeout=timeout, workers=workers or default_workers(), memory_mb=memory_mb) as session:
+        # Imported only now: NumPy and the checks load while the workers import JAX.
+        from grader.cases import build_suite, prepare_expectations
+        from grader.checks import CHECKS, MAX_SCORE, end_to_end, evaluate
+        from grader.evidence import Evidence
+        from grader.results import GradeResult
+
         suite = build_suite(secret)
-        run = session.run(list(suite.probes))
-    checks = evaluate(Evidence(suite, run), CHECKS)
+        run = session.run(list(suite.probes), while_waiting=lambda: prepare_expectations(suite))
+    evidence = Evidence(suite, run)
+    checks = evaluate(evidence, CHECKS)
+    # What a grader that only compares init_and_apply's output would conclude.
+    output_only = run.import_error is None and end_to_end(evidence).passed
     problem = ""
     if run.import_error is not None:
         err = run.import_error
@@ -55,4 +65,5 @@ def grade(
         stdout=run.stdout,
         stderr=run.stderr,
         problem=problem,
+        output_only_pass=output_only,
     )

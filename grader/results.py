@@ -21,6 +21,7 @@ class GradeResult:
     stdout: str = ""
     stderr: str = ""
     problem: str = ""  # one line when the submission as a whole could not be graded normally
+    output_only_pass: bool = False  # would an output-only comparison have given full marks?
 
     @property
     def tags(self) -> tuple[str, ...]:

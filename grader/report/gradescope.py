@@ -55,6 +55,7 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "isolation": result.isolation,
             "status": result.status,
             "tags": list(result.tags),
+            "output_only_would_pass": result.output_only_pass,
         },
     }
 

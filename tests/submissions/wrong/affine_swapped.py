@@ -1,3 +1,4 @@
+# pitfall: affine_misapplied
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: stats_over_features
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: eps_misplaced
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: eval_updates_stats
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: wrong_variable_names
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: flag_ignored
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

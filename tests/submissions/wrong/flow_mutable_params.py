@@ -1,3 +1,4 @@
+# pitfall: apply_not_mutable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: output_not_flat
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

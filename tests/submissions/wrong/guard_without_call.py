@@ -1,3 +1,4 @@
+# pitfall: train_skips_update
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: momentum_reversed
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

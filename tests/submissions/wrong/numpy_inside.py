@@ -1,3 +1,4 @@
+# pitfall: not_jittable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: wrong_initial_values
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

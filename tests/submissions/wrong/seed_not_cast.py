@@ -1,3 +1,4 @@
+# pitfall: seed_not_cast
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: stats_not_in_batch_stats
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: gradient_blocked
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: train_uses_running_stats
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,3 +1,4 @@
+# pitfall: unbiased_variance
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,46 @@
+"""The suites: coverage of the hidden one, determinism, secrecy of its seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grader.cases import build_suite
+
+
+def test_hidden_suite_covers_what_the_exercise_promises():
+    suite = build_suite("some secret")
+    assert suite.name == "hidden"
+    assert suite.case_count >= 1000
+    assert len(suite.shapes) >= 10
+    shapes = suite.shapes
+    assert any(n == 1 for n, d in shapes) and any(n == 2 for n, d in shapes)
+    assert any(d == 1 for n, d in shapes)
+    assert any(n == d for n, d in shapes)
+    assert any(n >= 4096 and d >= 64 for n, d in shapes)
+    families = {f for p in suite.probes for f in p.families}
+    assert {"tiny_variance", "constant", "wide_scale", "offset", "large_offset"} <= families
+    flags = {p.params["flag"] for p in suite.flow_probes()}
+    assert flags == {0.0, 1.0}
+
+
+def test_same_secret_same_inputs_other_secret_other_inputs():
+    a, b, c = build_suite("s1"), build_suite("s1"), build_suite("s2")
+    assert a.digest == b.digest != c.digest
+    pa, pc = a.probes[0].arrays["train"], c.probes[0].arrays["train"]
+    assert pa.shape == pc.shape and not np.array_equal(pa, pc)
+
+
+def test_practice_suite_is_public_and_smaller():
+    practice = build_suite(None)
+    assert practice.name == "practice"
+    assert practice.digest != build_suite("practice-but-secret").digest
+    assert practice.case_count < build_suite("x").case_count
+
+
+def test_probes_carry_inputs_only():
+    suite = build_suite("s")
+    for probe in suite.probes:
+        assert set(probe.params) <= {"segment", "shape", "steps", "seed", "module", "flag"}
+        # the flow's seed is the exercise's seed argument, not one of ours
+        for name in probe.arrays:
+            assert name in {"train", "eval", "x", "gamma", "beta", "running_mean", "running_var", "w"}

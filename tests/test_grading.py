@@ -1,0 +1,58 @@
+"""Every bundled submission graded end to end through the CLI, in a subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from grader.pitfalls import TAGS
+from tests.conftest import CORRECT, ROOT, WRONG, declared_pitfall
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("path", CORRECT + [ROOT / "solution" / "batchnorm.py"], ids=lambda p: p.stem)
+def test_correct_submission_scores_100_with_no_tag(path: Path, grade_file):
+    run = grade_file(path)
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
+    assert run.results["score"] == 100, [t for t in run.results["tests"] if t["status"] != "passed"]
+    assert all(not t["tags"] for t in run.results["tests"])
+    assert run.results["extra_data"]["suite"] == "hidden"
+
+
+@pytest.mark.parametrize("path", WRONG, ids=lambda p: p.stem)
+def test_wrong_submission_is_caught_and_named_exactly(path: Path, grade_file):
+    tag = declared_pitfall(path)
+    assert tag in TAGS
+    run = grade_file(path)
+    assert run.code == 0, run.stderr
+    assert "internal error" not in run.stderr
+    assert run.results["score"] < 100
+    assert run.results["extra_data"]["tags"] == [tag]
+    failed = [t for t in run.results["tests"] if tag in t["tags"]]
+    assert failed and all(t["status"] == "failed" for t in failed)
+    assert "Hint:" in failed[0]["output"] and "Expected:" in failed[0]["output"]
+
+
+def test_every_pitfall_tag_has_a_wrong_submission():
+    assert {declared_pitfall(p) for p in WRONG} == set(TAGS)
+
+
+def test_untouched_stub_scores_zero_and_says_not_implemented(grade_file):
+    run = grade_file(ROOT / "exercise" / "batchnorm.py")
+    assert run.code == 0
+    assert run.results["score"] == 0
+    text = " ".join(t["output"] for t in run.results["tests"])
+    assert "not implemented yet" in text
+    assert "internal error" not in run.stderr
+
+
+def test_output_only_comparison_misses_most_wrong_submissions(grade_file, capsys):
+    """What a naive grader (compare init_and_apply's output) would have let through."""
+    passed_naive = [p.stem for p in WRONG if grade_file(p).results["extra_data"]["output_only_would_pass"]]
+    with capsys.disabled():
+        print(f"\noutput-only comparison would give full marks to {len(passed_naive)} of {len(WRONG)} "
+              f"wrong submissions: {', '.join(passed_naive)}")
+    assert len(passed_naive) >= len(WRONG) // 3
