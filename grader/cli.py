@@ -135,8 +135,7 @@ def _examples(args: argparse.Namespace) -> int:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for path in files:
         result = grade(path, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers)
-        diagnosis = ", ".join(result.tags) or (result.problem or "-")
-        table.add_row(path.name, f"{result.score}/{result.max_score}", diagnosis)
+        table.add_row(path.name, f"{result.score}/{result.max_score}", result.diagnosis)
     Console(highlight=False).print(table)
     return 0
 

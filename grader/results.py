@@ -28,6 +28,18 @@ class GradeResult:
         return tuple(dict.fromkeys(t for c in self.checks for t in c.tags))
 
     @property
+    def diagnosis(self) -> str:
+        """One line for tables: the mistakes named, else why the score is low."""
+        if self.tags:
+            return ", ".join(self.tags)
+        if self.problem:
+            return self.problem
+        for check in self.checks:
+            if check.status == "failed" and check.observed:
+                return check.observed[:120]
+        return "-"
+
+    @property
     def status(self) -> str:
         if self.problem:
             return "error"

@@ -47,12 +47,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, results: Path | None 
     return CliRun(proc.returncode, proc.stdout, proc.stderr, data)
 
 
-@pytest.fixture
-def grade_file(tmp_path: Path):  # noqa: ANN201
-    """Grade one file on the hidden test suite through the CLI; returns (CliRun, results)."""
+@pytest.fixture(scope="session")
+def grade_file(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Grade one file on the hidden test suite through the CLI (once per session)."""
+    folder = tmp_path_factory.mktemp("graded")
+    cache: dict[tuple[Path, tuple[str, ...], str | None], CliRun] = {}
 
     def grade(path: Path, *extra: str, secret: str | None = TEST_SECRET) -> CliRun:
-        env = {"GRADER_SECRET": secret} if secret else {}
-        return run_cli("grade", str(path), "--quiet", *extra, env=env, results=tmp_path / f"{path.stem}.json")
+        key = (path, extra, secret)
+        if key not in cache:
+            env = {"GRADER_SECRET": secret} if secret else {}
+            out = folder / f"{path.parent.name}-{path.stem}-{len(cache)}.json"
+            cache[key] = run_cli("grade", str(path), "--quiet", *extra, env=env, results=out)
+        return cache[key]
 
     return grade

@@ -1,0 +1,1 @@
+../tests/submissions/wrong/axis1_square_only.py

@@ -1,0 +1,1 @@
+../tests/submissions/wrong/flow_no_mutable.py

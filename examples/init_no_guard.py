@@ -1,0 +1,1 @@
+../tests/submissions/wrong/init_no_guard.py

@@ -1,0 +1,1 @@
+../tests/submissions/wrong/momentum_reversed.py

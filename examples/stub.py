@@ -1,0 +1,1 @@
+../exercise/batchnorm.py

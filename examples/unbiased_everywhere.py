@@ -1,0 +1,1 @@
+../tests/submissions/wrong/unbiased_everywhere.py
