@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any, BinaryIO
 
-from grader import wire
-from grader.probes import (
+from . import wire
+from .probes import (
     ProbeError,
     describe,
     install_eager_seed_check,
@@ -79,8 +79,9 @@ def main(argv: list[str]) -> int:
         frames.append(frame)
     pending = list(frames)
     if job[0].get("merge", True):
-        groups = (("module", lambda group: probe_module_group(submission.MyBatchNorm, group)),
-                  ("flow", lambda group: probe_flow_group(submission, group)))
+        # Flows first: cheap, and they keep their credit if the module then hangs.
+        groups = (("flow", lambda group: probe_flow_group(submission, group)),
+                  ("module", lambda group: probe_module_group(submission.MyBatchNorm, group)))
         for kind, run_group in groups:
             group = [f for f in frames if f[0]["probe"] == kind]
             if len(group) < 2:
@@ -98,6 +99,7 @@ def main(argv: list[str]) -> int:
             for probe_id, (outputs, meta) in zip(ids, grouped):
                 _send_result(out, {"kind": "result", "id": probe_id, "error": None, "meta": meta, "seconds": seconds}, outputs)
             pending = [f for f in pending if f[0]["probe"] != kind]
+    pending.sort(key=lambda frame: frame[0]["probe"] != "flow")
     for header, arrays in pending:
         probe_id = header["id"]
         _send(out, {"kind": "start", "id": probe_id})

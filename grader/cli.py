@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=_positive(float, "--timeout"), default=60.0, help="seconds per submission (default 60)")
         p.add_argument("--memory-mb", type=_positive(int, "--memory-mb"), default=None, help="memory limit per submission, MiB")
         p.add_argument("--workers", type=_positive(int, "--workers"), default=None, help="processes per submission (default: 2 on 2+ cores)")
+        p.add_argument("--isolation", choices=("auto", "namespaces", "process"), default="auto",
+                       help="confinement of submissions (default auto: the strongest available; see SECURITY.md)")
 
     g = sub.add_parser("grade", help="grade one submission")
     g.add_argument("path", help=f"a .py file, or a folder holding {SUBMISSION_FILE}")
@@ -98,12 +100,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _level(args: argparse.Namespace) -> str:
+    from grader.isolation import IsolationError, choose_level
+
+    try:
+        return choose_level(args.isolation)
+    except IsolationError as err:
+        raise UsageError(str(err)) from err
+
+
+def _private_paths(args: argparse.Namespace) -> list[Path]:
+    """Files a submission must not see: the secret file and where results go."""
+    paths = [Path(p) for p in (getattr(args, "secret_file", None),) if p]
+    results = getattr(args, "results", None)
+    if results:
+        paths.append(Path(results).resolve().parent)
+    return paths
+
+
 def _grade(args: argparse.Namespace) -> int:
     from grader.grade import grade
 
     submission = resolve_submission(args.path)
     secret = read_secret(args.secret_file)
-    result = grade(submission, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers)
+    result = grade(submission, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
+                   isolation=_level(args), hide=_private_paths(args))
     if args.results:
         from grader.report.gradescope import write_results
 
@@ -134,7 +155,8 @@ def _examples(args: argparse.Namespace) -> int:
     for column, justify in (("submission", "left"), ("score", "right"), ("diagnosis", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for path in files:
-        result = grade(path, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers)
+        result = grade(path, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
+                       isolation=_level(args), hide=[folder, *_private_paths(args)])
         table.add_row(path.name, f"{result.score}/{result.max_score}", result.diagnosis)
     Console(highlight=False).print(table)
     return 0

@@ -27,12 +27,16 @@ def grade(
     timeout: float = DEFAULT_TIMEOUT,
     memory_mb: int | None = None,
     workers: int | None = None,
+    isolation: str | None = None,
+    hide: list[Path] | None = None,
 ) -> GradeResult:
     """Grade ``submission`` (a batchnorm.py) on the hidden suite for ``secret``,
-    or on the practice suite without one."""
+    or on the practice suite without one. ``hide``: more paths the submission
+    must not read (the secret file, where results go)."""
     started = time.monotonic()
     # Start the submission's processes first: their imports overlap building the suite.
-    with Session(submission, timeout=timeout, workers=workers or default_workers(), memory_mb=memory_mb) as session:
+    with Session(submission, timeout=timeout, workers=workers or default_workers(), memory_mb=memory_mb,
+                 level=isolation, hide=hide) as session:
         # Imported only now: NumPy and the checks load while the workers import JAX.
         from grader.cases import build_suite, prepare_expectations
         from grader.checks import CHECKS, MAX_SCORE, end_to_end, evaluate
@@ -52,6 +56,8 @@ def grade(
                    else f"importing the submission raised {err['type']}: {err['message']}")
     elif run.timed_out:
         problem = f"time limit of {timeout:g} s exceeded; checks that did not finish score 0"
+    elif run.memory_exceeded:
+        problem = "memory limit exceeded; checks that did not finish score 0"
     return GradeResult(
         submission=str(submission),
         score=sum(c.score for c in checks),
@@ -66,4 +72,5 @@ def grade(
         stderr=run.stderr,
         problem=problem,
         output_only_pass=output_only,
+        peak_rss_mb=run.peak_rss_mb,
     )

@@ -22,6 +22,7 @@ class GradeResult:
     stderr: str = ""
     problem: str = ""  # one line when the submission as a whole could not be graded normally
     output_only_pass: bool = False  # would an output-only comparison have given full marks?
+    peak_rss_mb: float = 0.0  # the submission's processes together, as sampled
 
     @property
     def tags(self) -> tuple[str, ...]:
