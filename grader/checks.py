@@ -646,8 +646,12 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResu
         failed_deps = [d for d in check.depends if results[d].status != "passed"]
         if ev.run.import_error is not None:
             err = ev.run.import_error
-            reason = (f"missing {err['message']}" if err["type"] == "missing"
-                      else f"{err['type']}: {err['message']}")
+            if err["type"] == "missing":
+                reason = f"missing {err['message']}"
+            elif err["type"] in ("crash", "timeout", "memory", "protocol"):
+                reason = err["message"]
+            else:
+                reason = f"{err['type']}: {err['message']}"
             results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
                                             observed=f"the submission could not be loaded: {reason}", advisory=check.advisory)
             continue

@@ -97,17 +97,21 @@ class Mismatch:
         return f"max error {self.error:.2g} (tolerance {self.tolerance:.2g})"
 
 
-def within(observed: np.ndarray, expected: np.ndarray, tol: np.ndarray) -> np.ndarray:
+def within(observed: np.ndarray, expected: np.ndarray, tol: np.ndarray, undefined_ok: bool = False) -> np.ndarray:
     """Per-case verdicts: True where every element of the case is within ``tol``.
 
-    Where the expectation itself is NaN or infinite (a model of a mistake that
-    divides by zero), float32 code may produce anything from NaN to rounding
-    noise, so such elements are not compared. The contract never divides by zero.
+    A NaN or infinity never matches, unless ``undefined_ok`` and the expectation
+    itself is not finite: a model of a mistake that divides by zero, where float32
+    code may produce anything from NaN to rounding noise. (The contract never
+    divides by zero; an expectation computed from a student's NaN state is no
+    excuse, so the verdict itself never uses ``undefined_ok``.)
     """
     observed = np.asarray(observed, np.float64)
     expected = np.asarray(expected, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        ok = (np.abs(observed - expected) <= tol) | ~np.isfinite(expected)
+        ok = np.abs(observed - expected) <= tol
+        if undefined_ok:
+            ok |= ~np.isfinite(expected)
     return ok.reshape(ok.shape[0], -1).all(axis=1)
 
 

@@ -71,7 +71,7 @@ def _matches(items: Sequence[Item], variant: Variant, loose: bool) -> bool:
         tol = item.tolerance(variant)
         if loose:  # a diagnosis may be a little looser than the verdict
             tol = 4.0 * tol
-        if not within(item.observed, expected, tol).all():
+        if not within(item.observed, expected, tol, undefined_ok=loose).all():
             return False
     return True
 
@@ -87,7 +87,7 @@ def _changes(items: Sequence[Item], variant: Variant, without: Variant) -> bool:
             return True
         with np.errstate(invalid="ignore"):
             tol = item.tolerance(without)
-            if not within(a, b, tol).all() or not within(b, a, tol).all():
+            if not within(a, b, tol, undefined_ok=True).all() or not within(b, a, tol, undefined_ok=True).all():
                 return True
     return False
 

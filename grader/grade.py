@@ -52,8 +52,12 @@ def grade(
     problem = ""
     if run.import_error is not None:
         err = run.import_error
-        problem = (f"the submission does not define {err['message']}" if err["type"] == "missing"
-                   else f"importing the submission raised {err['type']}: {err['message']}")
+        if err["type"] == "missing":
+            problem = f"the submission does not define {err['message']}"
+        elif err["type"] in ("crash", "timeout", "memory", "protocol"):
+            problem = f"the submission's process failed while importing: {err['message']}"
+        else:
+            problem = f"importing the submission raised {err['type']}: {err['message']}"
     elif run.timed_out:
         problem = f"time limit of {timeout:g} s exceeded; checks that did not finish score 0"
     elif run.memory_exceeded:

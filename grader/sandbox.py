@@ -317,6 +317,8 @@ class Session:
         self.started = time.monotonic()
         self.level = isolation.choose_level(level)
         _become_subreaper()
+        # Processes of ours from before this session are none of its business.
+        self._preexisting = set(descendants(os.getpid()))
         self._work = tempfile.TemporaryDirectory(prefix="bngrade-work-")
         self._logs = tempfile.TemporaryDirectory(prefix="bngrade-logs-")
         self.logs = Path(self._logs.name)
@@ -483,6 +485,12 @@ class Session:
             w.kill()
             w.stdout.close()
             w.stderr.close()
+        # Daemons that left their worker (double fork, setsid) re-parented to us,
+        # the subreaper: whatever is new below us now is theirs. (One session per
+        # grading process at a time: batch grading gives each submission its own.)
+        for pid in descendants(os.getpid()):
+            if pid != os.getpid() and pid not in self._preexisting:
+                kill_tree(pid)
         _reap()
         self._work.cleanup()
         self._logs.cleanup()

