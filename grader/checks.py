@@ -123,6 +123,9 @@ def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], t
             errors.append((traj.label, {"type": "shape", "message": str(err)}))
     square_ok = square_ok and any(label.split("x")[0] == label.split("x")[1] for label in
                                   {t.label for t in complete} - {lbl for lbl, _ in errors})
+    if not items and not errors:
+        raise Skip("the running statistics are NaN or infinite before every such apply "
+                   "(see the running update check)")
     outcome = _from_diagnosis(diagnose(items, tags), expected)
     if errors and outcome.passed:
         return _errors_outcome(errors, expected, square_ok)
@@ -137,8 +140,9 @@ def _scored(traj: Trajectory, array: np.ndarray) -> np.ndarray:
     return array[traj.scored]
 
 
-def _families(traj: Trajectory) -> list[str]:
-    return [f for f, s in zip(traj.families, traj.scored) if s]
+def _families(traj: Trajectory, sel: np.ndarray | None = None) -> list[str]:
+    sel = traj.scored if sel is None else sel
+    return [f for f, s in zip(traj.families, sel) if s]
 
 
 # --- the module checks -------------------------------------------------------------
@@ -265,6 +269,22 @@ def _output_tol(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, rv:
     return tol
 
 
+def _finite_state(traj: Trajectory, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Scored cases whose running statistics after ``prefix`` are finite, as a mask
+    over all cases and over the scored ones. A check that starts from the module's
+    own state skips the others: they were charged where the state became NaN."""
+    mean, var = traj.state(prefix)
+    finite = np.isfinite(mean).all(axis=-1) & np.isfinite(var).all(axis=-1)
+    sel = traj.scored & finite
+    if not sel.any():
+        return None
+    return sel, finite[traj.scored]
+
+
+def _subset(array: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return array if keep.all() else array[keep]
+
+
 def _prefix_before(step: int) -> str:
     return "init" if step == 0 else f"train{step - 1}"
 
@@ -299,12 +319,15 @@ def running_update(ev: Evidence) -> Outcome:
 
     def build(traj: Trajectory) -> list[Item]:
         gamma, beta = traj.params()
-        sel = traj.scored
         items = []
         for s in range(traj.steps):
+            selection = _finite_state(traj, _prefix_before(s))
+            if selection is None:
+                continue
+            sel, keep = selection
             mean, var = traj.state(_prefix_before(s))
             new_mean, new_var = traj.state(f"train{s}")
-            xs, g, b, rm, rv = traj.scored_input(s), gamma[sel], beta[sel], mean[sel], var[sel]
+            xs, g, b, rm, rv = _subset(traj.scored_input(s), keep), gamma[sel], beta[sel], mean[sel], var[sel]
             tol_mean, tol_var = stats_tolerance(xs, rm, rv)
             for which, observed, tol in (("mean", new_mean[sel], tol_mean), ("var", new_var[sel], tol_var)):
                 items.append(Item(
@@ -313,7 +336,7 @@ def running_update(ev: Evidence) -> Outcome:
                     expected=lambda v, xs=xs, g=g, b=b, rm=rm, rv=rv, which=which: getattr(
                         oracle.step(xs, g, b, rm, rv, True, v, output=False), f"running_{which}"),
                     tol=tol,
-                    families=_families(traj),
+                    families=_families(traj, sel),
                 ))
         return items
 
@@ -325,15 +348,18 @@ def eval_output(ev: Evidence) -> Outcome:
 
     def build(traj: Trajectory) -> list[Item]:
         gamma, beta = traj.params()
+        selection = _finite_state(traj, f"train{traj.steps - 1}")
+        if selection is None:
+            return []
+        sel, keep = selection
         mean, var = traj.state(f"train{traj.steps - 1}")
-        sel = traj.scored
-        xs, g, b, rm, rv = traj.scored_input(None), gamma[sel], beta[sel], mean[sel], var[sel]
+        xs, g, b, rm, rv = _subset(traj.scored_input(None), keep), gamma[sel], beta[sel], mean[sel], var[sel]
         return [Item(
             label=f"eval after {traj.steps} training steps on {traj.label}",
             observed=traj.output("eval")[sel],
             expected=lambda v: oracle.step(xs, g, b, rm, rv, False, v).y,
             tol=_output_tol(xs, g, b, rm, rv, train=False),
-            families=_families(traj),
+            families=_families(traj, sel),
         )]
 
     return _run_module_items(ev, build, EVAL_TAGS, expected)
@@ -347,15 +373,18 @@ def eval_frozen(ev: Evidence) -> Outcome:
 
     def build(traj: Trajectory) -> list[Item]:
         gamma, beta = traj.params()
+        selection = _finite_state(traj, f"train{traj.steps - 1}")
+        if selection is None:
+            return []
+        sel, keep = selection
         mean, var = traj.state(f"train{traj.steps - 1}")
         after_mean, after_var = traj.state("eval")
-        sel = traj.scored
-        xs, g, b, rm, rv = traj.scored_input(None), gamma[sel], beta[sel], mean[sel], var[sel]
+        xs, g, b, rm, rv = _subset(traj.scored_input(None), keep), gamma[sel], beta[sel], mean[sel], var[sel]
         tol_mean, tol_var = stats_tolerance(xs, rm, rv)
         return [
             Item(f"running_{which} after eval on {traj.label}", observed[sel],
                  lambda v, which=which: getattr(oracle.step(xs, g, b, rm, rv, False, v, output=False), f"running_{which}"),
-                 tol, _families(traj))
+                 tol, _families(traj, sel))
             for which, observed, tol in (("mean", after_mean, tol_mean), ("var", after_var, tol_var))
         ]
 

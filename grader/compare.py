@@ -92,9 +92,10 @@ class Mismatch:
     nonfinite: bool
 
     def summary(self) -> str:
+        where = f" at feature {self.index[-1]}" if self.index else ""
         if self.nonfinite:
-            return "a NaN or infinite value"
-        return f"max error {self.error:.2g} (tolerance {self.tolerance:.2g})"
+            return f"a NaN or infinite value{where}"
+        return f"max error {self.error:.2g}{where} (tolerance {self.tolerance:.2g})"
 
 
 def within(observed: np.ndarray, expected: np.ndarray, tol: np.ndarray, undefined_ok: bool = False) -> np.ndarray:
