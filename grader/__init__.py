@@ -5,3 +5,5 @@ The grading process never imports a submission: it runs it in worker processes
 (:mod:`grader.oracle`) under float32-aware tolerances (:mod:`grader.compare`),
 and turns the declared checks (:mod:`grader.checks`) into a score and messages.
 """
+
+__version__ = "0.1.0"

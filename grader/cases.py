@@ -9,6 +9,7 @@ Without a secret, the public practice suite runs: same design, other numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Any
 
@@ -222,8 +223,13 @@ def prepare_expectations(suite: Suite) -> None:
             batch_moments(probe.scored_input(step))
 
 
+@functools.lru_cache(maxsize=2)
 def build_suite(secret: str | None) -> Suite:
-    """The hidden suite for ``secret``, or the public practice suite without one."""
+    """The hidden suite for ``secret``, or the public practice suite without one.
+
+    Built once per grading process: batch grading reuses it (and the expectations
+    prepared on it) for every submission.
+    """
     hidden = bool(secret)
     key = secret if hidden else PRACTICE_SECRET
     shapes = HIDDEN_SHAPES if hidden else PRACTICE_SHAPES

@@ -91,8 +91,26 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("path", help=f"a .py file, or a folder holding {SUBMISSION_FILE}")
     common(g)
     g.add_argument("--results", help="write Gradescope's results.json here")
+    g.add_argument("--junit", help="write JUnit XML here (one testcase per check)")
     g.add_argument("--fail-under", type=_percent, default=None, help="exit 1 if the score is below this percentage")
     g.add_argument("--quiet", action="store_true", help="no terminal report")
+
+    b = sub.add_parser("batch", help="grade a class: per-student results, gradebook.csv, report.html")
+    b.add_argument("folder", help="one folder per student (holding batchnorm.py) or .py files")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--jobs", type=_positive(int, "--jobs"), default=None, help="submissions graded at once (default: cores)")
+    b.add_argument("--force", action="store_true", help="regrade everyone, even if unchanged")
+    common(b)
+
+    h = sub.add_parser("handout", help="build the student kit: stub, instructions, practice check")
+    h.add_argument("--out", required=True, help="a folder, or a file ending in .zip")
+
+    gs = sub.add_parser("gradescope", help="build autograder.zip for Gradescope")
+    gs.add_argument("--secret-file", required=True, help="the hidden suite's secret (goes into the bundle)")
+    gs.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
+
+    st = sub.add_parser("selftest", help="check the grader on the reference, the stub and known-wrong submissions")
+    st.add_argument("--timeout", type=_positive(float, "--timeout"), default=60.0, help=argparse.SUPPRESS)
 
     e = sub.add_parser("examples", help="grade every .py in a folder into one table")
     e.add_argument("folder", nargs="?", default="examples")
@@ -112,9 +130,9 @@ def _level(args: argparse.Namespace) -> str:
 def _private_paths(args: argparse.Namespace) -> list[Path]:
     """Files a submission must not see: the secret file and where results go."""
     paths = [Path(p) for p in (getattr(args, "secret_file", None),) if p]
-    results = getattr(args, "results", None)
-    if results:
-        paths.append(Path(results).resolve().parent)
+    for output in (getattr(args, "results", None), getattr(args, "junit", None)):
+        if output:
+            paths.append(Path(output).resolve().parent)
     return paths
 
 
@@ -129,6 +147,10 @@ def _grade(args: argparse.Namespace) -> int:
         from grader.report.gradescope import write_results
 
         write_results(Path(args.results), result)
+    if args.junit:
+        from grader.report.junit import write_junit
+
+        write_junit(Path(args.junit), result)
     if not args.quiet:
         from grader.report.terminal import print_report
 
@@ -162,11 +184,119 @@ def _examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _handout(args: argparse.Namespace) -> int:
+    from grader.bundle import handout_files, write_tree, write_zip
+
+    out = Path(args.out)
+    files = handout_files()
+    if out.suffix == ".zip":
+        write_zip(files, out)
+    else:
+        write_tree(files, out)
+    print(f"wrote the student kit ({len(files)} files) to {out}")
+    return 0
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from grader.bundle import gradescope_files, write_zip
+
+    secret = read_secret(args.secret_file)
+    out = Path(args.out)
+    if out.suffix != ".zip":
+        raise UsageError(f"--out must name a .zip file, got {args.out}")
+    write_zip(gradescope_files(secret or ""), out)
+    print(f"wrote {out}: upload it as the autograder (setup.sh and run_autograder at its root)")
+    return 0
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from grader.selftest import run_selftest
+
+    return 0 if run_selftest(timeout=args.timeout) else 1
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from grader.batch import BatchError, Options, default_jobs, discover, run_batch
+
+    folder, out = Path(args.folder), Path(args.out)
+    secret = read_secret(args.secret_file)
+    try:
+        total = len(discover(folder))
+    except BatchError as err:
+        raise UsageError(str(err)) from err
+    if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
+        raise UsageError("--out must not be inside the submissions folder")
+    options = Options(secret, args.timeout, args.memory_mb, _level(args),
+                      [folder.resolve(), out.resolve(), *_private_paths(args)])
+    reporter = _progress_reporter(total)
+    try:
+        with reporter:
+            done = run_batch(folder, out, options, jobs=args.jobs or default_jobs(), force=args.force,
+                             progress=reporter.update)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished students are saved; run the same command again to grade the rest",
+              file=sys.stderr)
+        return 130
+    mean = sum(d["score"] for d in done.values()) / max(1, len(done))
+    print(f"graded {len(done)} submissions (mean {mean:.1f}); wrote {out / 'gradebook.csv'} and {out / 'report.html'}")
+    return 0
+
+
+class _PlainProgress:
+    def __init__(self, total: int):
+        self.total, self.count = total, 0
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, student_id: str, data: dict, reused: bool) -> None:
+        self.count += 1
+        tags = ", ".join(data.get("extra_data", {}).get("tags", []))
+        note = " (unchanged, kept)" if reused else ""
+        print(f"[{self.count}/{self.total}] {student_id}: {data['score']:g}/{data['max_score']:g}"
+              f"{' ' + tags if tags else ''}{note}", flush=True)
+
+
+class _RichProgress(_PlainProgress):
+    def __init__(self, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        super().__init__(total)
+        self.progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.description}"))
+        self.task = self.progress.add_task("", total=total)
+
+    def __enter__(self) -> _RichProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, student_id: str, data: dict, reused: bool) -> None:
+        self.progress.update(self.task, advance=1, description=f"{student_id}: {data['score']:g}")
+
+
+def _progress_reporter(total: int) -> _PlainProgress:
+    return _RichProgress(total) if sys.stdout.isatty() else _PlainProgress(total)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "grade":
             return _grade(args)
+        if args.command == "batch":
+            return _batch(args)
+        if args.command == "handout":
+            return _handout(args)
+        if args.command == "gradescope":
+            return _gradescope(args)
+        if args.command == "selftest":
+            return _selftest(args)
         return _examples(args)
     except UsageError as err:
         _error(str(err))

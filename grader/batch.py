@@ -1,0 +1,182 @@
+"""Grading a whole class: one folder of submissions in, a gradebook and a report out.
+
+``DIR`` holds one folder per student (the folder name is the student id) with a
+``batchnorm.py``, or ``.py`` files (the file stem is the id). For each student
+``OUT/<id>/results.json`` and ``OUT/<id>/feedback.html`` are written atomically
+as soon as that student is graded, then ``OUT/gradebook.csv`` and
+``OUT/report.html`` summarize everyone graded so far.
+
+Re-runs are incremental: a student whose submission, suite and grader are
+unchanged keeps the results already written (``--force`` regrades everyone), so
+an interrupted batch (Ctrl-C) is finished by running the same command again.
+
+Submissions are graded by a pool of ``--jobs`` grading processes, one
+submission at a time each (a submission's own isolation is that of
+:mod:`grader.sandbox`); each process builds the suite once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from grader import __version__
+from grader.report.gradescope import results_json, write_atomically
+
+SUBMISSION_FILE = "batchnorm.py"
+
+
+@dataclasses.dataclass(frozen=True)
+class Student:
+    id: str
+    path: Path
+
+    def fingerprint(self, suite_digest: str) -> str:
+        """Changes when the submission, the suite or the grader does."""
+        digest = hashlib.sha256()
+        digest.update(self.path.read_bytes())
+        digest.update(suite_digest.encode())
+        digest.update(__version__.encode())
+        return digest.hexdigest()[:24]
+
+
+class BatchError(Exception):
+    """A batch that cannot start (message for people)."""
+
+
+def discover(folder: Path) -> list[Student]:
+    """Students in ``folder``, sorted by id; duplicates are an error."""
+    if not folder.is_dir():
+        raise BatchError(f"submissions folder {folder} does not exist")
+    students: dict[str, Student] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and (entry / SUBMISSION_FILE).is_file():
+            student = Student(entry.name, entry / SUBMISSION_FILE)
+        elif entry.is_file() and entry.suffix == ".py":
+            student = Student(entry.stem, entry)
+        else:
+            continue
+        if student.id in students:
+            raise BatchError(f"student id {student.id!r} appears twice in {folder} (a folder and a file?)")
+        students[student.id] = student
+    if not students:
+        raise BatchError(f"{folder} holds no submissions (folders with {SUBMISSION_FILE}, or .py files)")
+    return list(students.values())
+
+
+def _safe_id(student_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in student_id) or "_"
+
+
+@dataclasses.dataclass
+class Options:
+    secret: str | None
+    timeout: float
+    memory_mb: int | None
+    isolation: str | None
+    hide: list[Path]
+
+
+# --- the pool: each process grades one submission at a time ---------------------------
+
+_OPTIONS: Options | None = None
+
+
+def _init_pool(options: Options) -> None:
+    global _OPTIONS
+    _OPTIONS = options
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+
+
+def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]:
+    """Grade in a pool process; returns the student id, results.json data, feedback HTML."""
+    from grader.grade import grade
+    from grader.report.html import feedback_page
+
+    student, fingerprint, out = job
+    assert _OPTIONS is not None
+    result = grade(student.path, _OPTIONS.secret, timeout=_OPTIONS.timeout, memory_mb=_OPTIONS.memory_mb,
+                   workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide)
+    result.submission = student.id
+    data = results_json(result)
+    data["extra_data"]["fingerprint"] = fingerprint
+    data["extra_data"]["student"] = student.id
+    folder = Path(out) / _safe_id(student.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomically(folder / "results.json", json.dumps(data, indent=2) + "\n")
+    html = feedback_page(student.id, data)
+    write_atomically(folder / "feedback.html", html)
+    return student.id, data, html
+
+
+def _previous(out: Path, student: Student, fingerprint: str) -> dict[str, Any] | None:
+    path = out / _safe_id(student.id) / "results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("extra_data", {}).get("fingerprint") != fingerprint:
+        return None
+    return data
+
+
+def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bool,
+              progress: Callable[[str, dict[str, Any], bool], None]) -> dict[str, dict[str, Any]]:
+    """Grade everyone not already graded; returns {student id: results.json data}."""
+    from grader.cases import build_suite
+
+    students = discover(folder)
+    suite_digest = build_suite(options.secret).digest
+    out.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[Student, str, str]] = []
+    for student in students:
+        fingerprint = student.fingerprint(suite_digest)
+        previous = None if force else _previous(out, student, fingerprint)
+        if previous is not None:
+            done[student.id] = previous
+            progress(student.id, previous, True)
+        else:
+            todo.append((student, fingerprint, str(out)))
+    if todo:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(processes=max(1, min(jobs, len(todo))), initializer=_init_pool, initargs=(options,),
+                          maxtasksperchild=50) as pool:
+            try:
+                for student_id, data, _ in pool.imap_unordered(_grade_one, todo):
+                    done[student_id] = data
+                    progress(student_id, data, False)
+            except KeyboardInterrupt:
+                pool.terminate()
+                raise
+    write_summaries(out, {s.id: done[s.id] for s in students if s.id in done})
+    return done
+
+
+def write_summaries(out: Path, graded: dict[str, dict[str, Any]]) -> None:
+    """gradebook.csv and report.html for everyone graded so far."""
+    from grader.report.html import class_report
+    from grader.report.table import gradebook_csv
+
+    write_atomically(out / "gradebook.csv", gradebook_csv(graded))
+    write_atomically(out / "report.html", class_report(graded, {sid: f"{_safe_id(sid)}/feedback.html" for sid in graded}))
+
+
+def default_jobs() -> int:
+    import os
+
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+if sys.platform == "darwin":  # pragma: no cover - fork is unsafe with threads there too
+    multiprocessing.set_start_method("spawn", force=True)

@@ -1,0 +1,147 @@
+"""What instructors hand out: the student kit and the Gradescope autograder zip.
+
+Both are built from an explicit allow-list of files, never by copying the
+project and deleting: the reference solution, the tests, the bundled wrong
+submissions and any secret can only end up inside if named here (and the
+Gradescope bundle names the secret on purpose).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+
+from grader.isolation import PROJECT_DIR
+
+GRADER_DIR = PROJECT_DIR / "grader"
+EXERCISE_DIR = PROJECT_DIR / "exercise"
+# The grader's own modules: everything a practice check needs, no solution.
+GRADER_FILES = sorted(p.relative_to(PROJECT_DIR).as_posix() for p in GRADER_DIR.rglob("*.py"))
+PINNED = ("jax==0.10.2", "jaxlib==0.10.2", "flax==0.12.8", "numpy==2.4.6", "rich==15.0.0")
+
+HANDOUT_README = """\
+# BatchNorm with mutable batch_stats: student kit
+
+1. Read INSTRUCTIONS.md.
+2. Fill in batchnorm.py.
+3. Check your work on the practice suite (one command; the first run installs the
+   pinned dependencies into .venv):
+
+       ./check.sh
+
+The practice suite has the same kinds of inputs as the hidden one your instructor
+grades with, other numbers. Passing it is a good sign, not a guarantee.
+"""
+
+CHECK_SH = """\
+#!/usr/bin/env bash
+# Practice check: set up .venv once, then grade batchnorm.py on the public practice suite.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON="${PYTHON:-python3.11}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install --quiet -r requirements.txt
+fi
+exec .venv/bin/python -m grader grade batchnorm.py --isolation process "$@"
+"""
+
+SETUP_SH = """\
+#!/usr/bin/env bash
+# Gradescope runs this once when building the autograder image.
+set -euo pipefail
+if ! command -v python3.11 >/dev/null; then
+    apt-get update
+    apt-get install -y python3.11 python3.11-venv
+fi
+python3.11 -m venv /autograder/venv
+/autograder/venv/bin/python -m pip install --quiet -r /autograder/source/requirements.txt
+"""
+
+RUN_AUTOGRADER = """\
+#!/usr/bin/env bash
+# Gradescope runs this for every submission; AUTOGRADER_ROOT and PYTHON exist for tests.
+set -uo pipefail
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+PYTHON="${PYTHON:-$ROOT/venv/bin/python}"
+mkdir -p "$ROOT/results"
+cd "$ROOT/source"
+"$PYTHON" -m grader grade "$ROOT/submission" \\
+    --secret-file "$ROOT/source/secret.txt" \\
+    --results "$ROOT/results/results.json"
+status=$?
+if [ ! -s "$ROOT/results/results.json" ]; then
+    # The grader could not even start (e.g. no batchnorm.py): say so to the student.
+    printf '{"score": 0, "output": "The autograder could not grade this submission: upload a file named batchnorm.py (exit %s).", "tests": []}\\n' "$status" \\
+        > "$ROOT/results/results.json"
+fi
+exit 0
+"""
+
+
+def _files_for_runtime() -> dict[str, bytes]:
+    files = {path: (PROJECT_DIR / path).read_bytes() for path in GRADER_FILES}
+    files["requirements.txt"] = ("\n".join(PINNED) + "\n").encode()
+    return files
+
+
+def handout_files() -> dict[str, bytes]:
+    """Relative path -> content of the student kit."""
+    files = _files_for_runtime()
+    files["batchnorm.py"] = (EXERCISE_DIR / "batchnorm.py").read_bytes()
+    files["INSTRUCTIONS.md"] = (EXERCISE_DIR / "README.md").read_bytes()
+    files["README.md"] = HANDOUT_README.encode()
+    files["check.sh"] = CHECK_SH.encode()
+    return files
+
+
+def gradescope_files(secret: str) -> dict[str, bytes]:
+    """Relative path -> content of autograder.zip (setup.sh and run_autograder at the root)."""
+    files = _files_for_runtime()
+    files["setup.sh"] = SETUP_SH.encode()
+    files["run_autograder"] = RUN_AUTOGRADER.encode()
+    files["secret.txt"] = (secret.strip() + "\n").encode()
+    return files
+
+
+_EXECUTABLE = {"check.sh", "setup.sh", "run_autograder"}
+
+
+def write_tree(files: dict[str, bytes], out: Path) -> None:
+    """Write ``files`` into a new folder ``out`` (replaced whole if it exists)."""
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        for name, content in files.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            path.chmod(0o755 if name in _EXECUTABLE else 0o644)
+        staging.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_zip(files: dict[str, bytes], out: Path) -> None:
+    """Write ``files`` into the zip ``out`` atomically, with executable bits kept."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            mode = 0o755 if name in _EXECUTABLE else 0o644
+            info.external_attr = (stat.S_IFREG | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name])
+    from grader.report.gradescope import write_atomically_bytes
+
+    write_atomically_bytes(out, buffer.getvalue())

@@ -1,0 +1,105 @@
+"""Self-contained HTML: a student's feedback page and the class report.
+
+Everything is inline (CSS and SVG charts), so the pages work offline and can be
+mailed or uploaded as single files. All text from results is escaped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from html import escape
+from typing import Any
+
+from grader.pitfalls import PITFALLS
+
+_STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222;padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
+.passed{color:#176b2c}.failed{color:#a3231a}.tag{font-family:monospace;background:#f3f0e8;padding:0 .3rem;border-radius:3px}
+pre{white-space:pre-wrap;background:#f7f7f7;padding:.6rem;border-radius:4px;margin:.3rem 0}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def feedback_page(student_id: str, data: dict[str, Any]) -> str:
+    rows = []
+    for test in data["tests"]:
+        status = test["status"]
+        tags = " ".join(f'<span class="tag">{escape(t)}</span>' for t in test["tags"])
+        output = f"<pre>{escape(test['output'])}</pre>" if test["output"] else ""
+        rows.append(f'<tr><td class="{status}">{escape(status)}</td><td>{escape(test["name"])} {tags}{output}</td>'
+                    f'<td class="num">{test["score"]:g}/{test["max_score"]:g}</td></tr>')
+    body = (f"<h1>{escape(student_id)}: {data['score']:g}/{data['max_score']:g}</h1>"
+            f"<p>{escape(data.get('output', ''))}</p>"
+            f"<table><tr><th></th><th>check</th><th class=\"num\">points</th></tr>{''.join(rows)}</table>")
+    return _page(f"Feedback for {student_id}", body)
+
+
+def _histogram_svg(scores: list[float]) -> str:
+    """Scores in ten bins (the last one holds 90 to 100), as an inline SVG bar chart."""
+    bins = [0] * 10
+    for score in scores:
+        bins[min(int(score // 10), 9)] += 1
+    width, height, bar = 520, 180, 46
+    top = max(bins) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img" '
+             f'aria-label="Histogram of scores">']
+    for i, count in enumerate(bins):
+        h = round(height * count / top)
+        x = 10 + i * (bar + 4)
+        label = f"{i * 10}-{i * 10 + 9}" if i < 9 else "90-100"
+        parts.append(f'<rect x="{x}" y="{height - h + 10}" width="{bar}" height="{h}" fill="#4a7ab5">'
+                     f"<title>{label}: {count}</title></rect>")
+        parts.append(f'<text x="{x + bar / 2}" y="{height + 25}" font-size="11" text-anchor="middle">{label}</text>')
+        if count:
+            parts.append(f'<text x="{x + bar / 2}" y="{height - h + 5}" font-size="11" text-anchor="middle">{count}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _pitfall_svg(rates: list[tuple[str, float]]) -> str:
+    width, row = 520, 22
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(rates) + 10}" role="img" '
+             f'aria-label="How often each pitfall occurred">']
+    for i, (tag, rate) in enumerate(rates):
+        y = 5 + i * row
+        parts.append(f'<text x="0" y="{y + 14}" font-size="12" font-family="monospace">{escape(tag)}</text>')
+        parts.append(f'<rect x="200" y="{y + 3}" width="{round(280 * rate)}" height="14" fill="#c0643a">'
+                     f"<title>{rate:.0%}</title></rect>")
+        parts.append(f'<text x="{205 + round(280 * rate)}" y="{y + 14}" font-size="12">{rate:.0%}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def class_report(graded: dict[str, dict[str, Any]], links: dict[str, str]) -> str:
+    """Score histogram, how often each pitfall occurred, and one row per student."""
+    n = len(graded)
+    scores = [d["score"] for d in graded.values()]
+    counts: Counter[str] = Counter(t for d in graded.values() for t in set(d.get("extra_data", {}).get("tags", [])))
+    rates = [(tag, counts[tag] / n) for tag, _ in counts.most_common()] if n else []
+    mean = sum(scores) / n if n else 0.0
+    full = sum(1 for s in scores if s >= 100)
+    sentences = "".join(f"<li>{rate:.0%} {escape(PITFALLS[tag].title) if tag in PITFALLS else escape(tag)} "
+                        f'(<span class="tag">{escape(tag)}</span>)</li>' for tag, rate in rates)
+    rows = []
+    for student_id in sorted(graded):
+        data = graded[student_id]
+        tags = " ".join(f'<span class="tag">{escape(t)}</span>' for t in data.get("extra_data", {}).get("tags", []))
+        rows.append(f'<tr><td><a href="{escape(links.get(student_id, "#"))}">{escape(student_id)}</a></td>'
+                    f'<td class="num">{data["score"]:g}/{data["max_score"]:g}</td><td>{tags}</td></tr>')
+    body = (
+        f"<h1>BatchNorm exercise: class report</h1>"
+        f"<p>{n} submissions graded; mean score {mean:.1f}; {full} with full marks.</p>"
+        f"<h2>Scores</h2>{_histogram_svg(scores)}"
+        f"<h2>Which ideas the class missed</h2>"
+        + (f"<ul>{sentences}</ul>{_pitfall_svg(rates)}" if rates else "<p>No pitfall occurred.</p>")
+        + f"<h2>Students</h2><table><tr><th>student</th><th class=\"num\">score</th><th>pitfalls</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+    return _page("BatchNorm exercise: class report", body)

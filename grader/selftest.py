@@ -1,0 +1,74 @@
+"""``python -m grader selftest``: does the grader still hold on this machine?
+
+Grades the reference (must score 100 with no pitfall), the untouched stub (must
+score 0) and every known-wrong submission (each must lose points under the
+pitfall its first line declares, '# pitfall: TAG', and no other). Run it after
+editing the exercise or upgrading Flax or JAX.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from grader.isolation import PROJECT_DIR
+
+SELFTEST_SECRET = "selftest"
+KNOWN_WRONG_DIRS = (PROJECT_DIR / "tests" / "submissions" / "wrong", PROJECT_DIR / "examples")
+
+
+def _declared(path: Path) -> str | None:
+    try:
+        first = path.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return first.removeprefix("# pitfall: ").strip() if first.startswith("# pitfall: ") else None
+
+
+def known_wrong() -> list[tuple[Path, str]]:
+    for folder in KNOWN_WRONG_DIRS:
+        found = [(p, tag) for p in sorted(folder.glob("*.py")) if (tag := _declared(p))]
+        if found:
+            return found
+    return []
+
+
+def _grade(job: tuple[Path, float]) -> tuple[int, int, tuple[str, ...]]:
+    from grader.grade import grade
+
+    path, timeout = job
+    result = grade(path, SELFTEST_SECRET, timeout=timeout, workers=1)
+    return result.score, result.max_score, result.tags
+
+
+def run_selftest(timeout: float = 60.0, jobs: int = 2) -> bool:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    console = Console(highlight=False)
+    table = Table(title="grader self-test", header_style="bold")
+    for column in ("submission", "expected", "got", "verdict"):
+        table.add_column(column)
+    ok_all = True
+    plan: list[tuple[Path, str]] = [(PROJECT_DIR / "solution" / "batchnorm.py", "100, no pitfall"),
+                                    (PROJECT_DIR / "exercise" / "batchnorm.py", "0")]
+    plan += [(p, tag) for p, tag in known_wrong()]
+    plan = [(p, e) for p, e in plan if p.is_file()]
+    # One submission per process at a time: each grading process is one session.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcomes = list(pool.map(_grade, [(p, timeout) for p, _ in plan]))
+    for (path, expectation), (score, max_score, tags) in zip(plan, outcomes):
+        got = f"{score}, {', '.join(tags) or 'no pitfall'}"
+        if expectation == "100, no pitfall":
+            ok = score == max_score and not tags
+        elif expectation == "0":
+            ok = score == 0
+        else:
+            ok = score < max_score and list(tags) == [expectation]
+        ok_all &= ok
+        table.add_row(f"{path.parent.name}/{path.name}", expectation, got, "[green]ok[/]" if ok else "[red]BROKEN[/]")
+    console.print(table)
+    console.print("[green]The grader holds.[/]" if ok_all else "[red]The grader no longer holds: see BROKEN rows.[/]")
+    return ok_all
