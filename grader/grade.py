@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 60.0
 
 
+def _own_peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def default_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
@@ -76,5 +82,6 @@ def grade(
         stderr=run.stderr,
         problem=problem,
         output_only_pass=output_only,
-        peak_rss_mb=run.peak_rss_mb,
+        # The workers' sampled peak plus this process's own: all of grading together.
+        peak_rss_mb=run.peak_rss_mb + _own_peak_mb(),
     )

@@ -56,6 +56,7 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "status": result.status,
             "tags": list(result.tags),
             "output_only_would_pass": result.output_only_pass,
+            "peak_memory_mb": round(result.peak_rss_mb, 1),
         },
     }
 
