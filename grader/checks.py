@@ -19,7 +19,7 @@ from grader import oracle
 from grader.compare import output_tolerance, stats_tolerance, grad_tolerance, within, worst
 from grader.diagnosis import Diagnosis, Item, diagnose
 from grader.cases import Probe
-from grader.evidence import CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed, Trajectory, take
+from grader.evidence import CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed, Trajectory, returned_cases, take
 from grader.sandbox import ProbeResult
 from grader.oracle import CONTRACT, Variant
 from grader.pitfalls import PITFALLS
@@ -107,10 +107,6 @@ def _complete(ev: Evidence) -> tuple[list[Trajectory], list[tuple[str, dict[str,
     errors = [(f"{p.params['shape'][0]}x{p.params['shape'][1]}", e) for p, e in bad]
     square_ok = any(t.n == t.d for t in complete)
     return complete, errors, square_ok
-
-
-def _mask(items: list[Item], traj: Trajectory) -> np.ndarray:
-    return traj.scored
 
 
 def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], tags: tuple[str, ...], expected: str) -> Outcome:
@@ -285,6 +281,36 @@ def _subset(array: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return array if keep.all() else array[keep]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Apply:
+    """One apply's scored cases: which ones, their input, params and prior state."""
+
+    sel: np.ndarray
+    x: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+
+
+def _apply_from_own_state(traj: Trajectory, step: int | None, before: str) -> _Apply | None:
+    """The inputs of a training step (None: the eval apply) that starts from the
+    module's own state after ``before``; None if that state is NaN everywhere."""
+    selection = _finite_state(traj, before)
+    if selection is None:
+        return None
+    sel, keep = selection
+    gamma, beta = traj.params()
+    mean, var = traj.state(before)
+    return _Apply(sel, _subset(traj.scored_input(step), keep), gamma[sel], beta[sel], mean[sel], var[sel])
+
+
+def _require_running_stats(ev: Evidence) -> None:
+    good, _ = ev.trajectories()
+    if good and (good[0].stat_name("mean") is None or good[0].stat_name("var") is None):
+        raise Skip("no running mean/variance found in batch_stats (see the variables check)")
+
+
 def _prefix_before(step: int) -> str:
     return "init" if step == 0 else f"train{step - 1}"
 
@@ -313,30 +339,24 @@ def train_output(ev: Evidence) -> Outcome:
 
 def running_update(ev: Evidence) -> Outcome:
     expected = "after each training apply: running = 0.9 * running + 0.1 * batch statistic (mean, biased variance)"
-    good, _ = ev.trajectories()
-    if good and (good[0].stat_name("mean") is None or good[0].stat_name("var") is None):
-        raise Skip("no running mean/variance found in batch_stats (see the variables check)")
+    _require_running_stats(ev)
 
     def build(traj: Trajectory) -> list[Item]:
-        gamma, beta = traj.params()
         items = []
         for s in range(traj.steps):
-            selection = _finite_state(traj, _prefix_before(s))
-            if selection is None:
+            a = _apply_from_own_state(traj, s, _prefix_before(s))
+            if a is None:
                 continue
-            sel, keep = selection
-            mean, var = traj.state(_prefix_before(s))
             new_mean, new_var = traj.state(f"train{s}")
-            xs, g, b, rm, rv = _subset(traj.scored_input(s), keep), gamma[sel], beta[sel], mean[sel], var[sel]
-            tol_mean, tol_var = stats_tolerance(xs, rm, rv)
-            for which, observed, tol in (("mean", new_mean[sel], tol_mean), ("var", new_var[sel], tol_var)):
+            tol_mean, tol_var = stats_tolerance(a.x, a.mean, a.var)
+            for which, observed, tol in (("mean", new_mean[a.sel], tol_mean), ("var", new_var[a.sel], tol_var)):
                 items.append(Item(
                     label=f"running_{which} after training step {s + 1} on {traj.label}",
                     observed=observed,
-                    expected=lambda v, xs=xs, g=g, b=b, rm=rm, rv=rv, which=which: getattr(
-                        oracle.step(xs, g, b, rm, rv, True, v, output=False), f"running_{which}"),
+                    expected=lambda v, a=a, which=which: getattr(
+                        oracle.step(a.x, a.gamma, a.beta, a.mean, a.var, True, v, output=False), f"running_{which}"),
                     tol=tol,
-                    families=_families(traj, sel),
+                    families=_families(traj, a.sel),
                 ))
         return items
 
@@ -347,19 +367,15 @@ def eval_output(ev: Evidence) -> Outcome:
     expected = "eval mode: gamma * (x - running_mean) / sqrt(running_var + eps) + beta"
 
     def build(traj: Trajectory) -> list[Item]:
-        gamma, beta = traj.params()
-        selection = _finite_state(traj, f"train{traj.steps - 1}")
-        if selection is None:
+        a = _apply_from_own_state(traj, None, f"train{traj.steps - 1}")
+        if a is None:
             return []
-        sel, keep = selection
-        mean, var = traj.state(f"train{traj.steps - 1}")
-        xs, g, b, rm, rv = _subset(traj.scored_input(None), keep), gamma[sel], beta[sel], mean[sel], var[sel]
         return [Item(
             label=f"eval after {traj.steps} training steps on {traj.label}",
-            observed=traj.output("eval")[sel],
-            expected=lambda v: oracle.step(xs, g, b, rm, rv, False, v).y,
-            tol=_output_tol(xs, g, b, rm, rv, train=False),
-            families=_families(traj, sel),
+            observed=traj.output("eval")[a.sel],
+            expected=lambda v: oracle.step(a.x, a.gamma, a.beta, a.mean, a.var, False, v).y,
+            tol=_output_tol(a.x, a.gamma, a.beta, a.mean, a.var, train=False),
+            families=_families(traj, a.sel),
         )]
 
     return _run_module_items(ev, build, EVAL_TAGS, expected)
@@ -367,41 +383,30 @@ def eval_output(ev: Evidence) -> Outcome:
 
 def eval_frozen(ev: Evidence) -> Outcome:
     expected = "eval mode leaves running_mean and running_var exactly as they were"
-    good, _ = ev.trajectories()
-    if good and (good[0].stat_name("mean") is None or good[0].stat_name("var") is None):
-        raise Skip("no running mean/variance found in batch_stats (see the variables check)")
+    _require_running_stats(ev)
 
     def build(traj: Trajectory) -> list[Item]:
-        gamma, beta = traj.params()
-        selection = _finite_state(traj, f"train{traj.steps - 1}")
-        if selection is None:
+        a = _apply_from_own_state(traj, None, f"train{traj.steps - 1}")
+        if a is None:
             return []
-        sel, keep = selection
-        mean, var = traj.state(f"train{traj.steps - 1}")
         after_mean, after_var = traj.state("eval")
-        xs, g, b, rm, rv = _subset(traj.scored_input(None), keep), gamma[sel], beta[sel], mean[sel], var[sel]
-        tol_mean, tol_var = stats_tolerance(xs, rm, rv)
+        tol_mean, tol_var = stats_tolerance(a.x, a.mean, a.var)
         return [
-            Item(f"running_{which} after eval on {traj.label}", observed[sel],
-                 lambda v, which=which: getattr(oracle.step(xs, g, b, rm, rv, False, v, output=False), f"running_{which}"),
-                 tol, _families(traj, sel))
+            Item(f"running_{which} after eval on {traj.label}", observed[a.sel],
+                 lambda v, which=which: getattr(
+                     oracle.step(a.x, a.gamma, a.beta, a.mean, a.var, False, v, output=False), f"running_{which}"),
+                 tol, _families(traj, a.sel))
             for which, observed, tol in (("mean", after_mean, tol_mean), ("var", after_var, tol_var))
         ]
 
     return _run_module_items(ev, build, FROZEN_TAGS, expected)
 
 
-def _returned_cases(result: ProbeResult, total: int) -> int:
-    """How many cases came back: all, or the first few when run eagerly."""
-    counts = {a.shape[0] for a in result.arrays.values() if isinstance(a, np.ndarray) and a.ndim >= 1}
-    if len(counts) != 1 or not 0 < min(counts) <= total:
-        raise Malformed("the arrays returned for one probe have inconsistent numbers of cases")
-    return counts.pop()
-
-
 def _state_items(probe: Probe, result: ProbeResult) -> list[Item]:
     a = probe.arrays
-    k = _returned_cases(result, len(a["x"]))
+    k = returned_cases(result, len(a["x"]))
+    if not k:
+        raise Malformed("the arrays returned for one probe have inconsistent numbers of cases")
     x, g, b, rm, rv = (a[name][:k].astype(np.float64) for name in ("x", "gamma", "beta", "running_mean", "running_var"))
     _, n, d = x.shape
     label = f"{n}x{d}"
@@ -448,10 +453,9 @@ def gradients(ev: Evidence) -> Outcome:
     if result.error is not None:
         return Outcome(False, expected, f"{result.error['type']}: {result.error['message']}")
     a = probe.arrays
-    try:
-        k = _returned_cases(result, len(a["x"]))
-    except Malformed as err:
-        return Outcome(False, expected, str(err))
+    k = returned_cases(result, len(a["x"]))
+    if not k:
+        return Outcome(False, expected, "the arrays returned for the gradients have inconsistent numbers of cases")
     x, gamma, w = a["x"][:k], a["gamma"][:k], a["w"][:k]
     _, n, d = x.shape
     tol = grad_tolerance(x, gamma, w)

@@ -133,8 +133,9 @@ def _phase(prefix: str) -> str:
     return f"training step {int(prefix.removeprefix('train')) + 1}"
 
 
-def _case_count(result: ProbeResult, probe: Probe) -> int:
-    total = len(probe.families)
+def returned_cases(result: ProbeResult, total: int) -> int:
+    """How many cases came back (all, or the first few when run eagerly); 0 if
+    the arrays disagree or claim more cases than were sent."""
     counts = {a.shape[0] for a in result.arrays.values() if isinstance(a, np.ndarray) and a.ndim >= 1}
     if len(counts) != 1:
         return 0
@@ -165,7 +166,7 @@ class Evidence:
         good, bad = [], []
         for probe in self.suite.module_probes(segment):
             result = self.result(probe)
-            cases = _case_count(result, probe)
+            cases = returned_cases(result, len(probe.families))
             if cases:
                 good.append(Trajectory(probe, result, cases))
             if result.error is not None or not cases:
