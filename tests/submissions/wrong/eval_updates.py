@@ -10,34 +10,30 @@ class MyBatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x, use_running_average: bool):
-        d = x.shape[-1]
-        gamma = self.param("gamma", nn.initializers.ones, (d,))
-        beta = self.param("beta", nn.initializers.zeros, (d,))
-        running_mean = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((d,)))
-        running_var = self.variable("batch_stats", "running_var", lambda: jnp.ones((d,)))
+        features = x.shape[-1]
+        gamma = self.param("gamma", nn.initializers.ones, (features,))
+        beta = self.param("beta", nn.initializers.zeros, (features,))
+        ra_mean = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((features,)))
+        ra_var = self.variable("batch_stats", "running_var", lambda: jnp.ones((features,)))
+
+        batch_mean = jnp.mean(x, axis=0)
+        batch_var = jnp.mean(jnp.square(x - batch_mean), axis=0)
         if use_running_average:
-            mu, var = running_mean.value, running_var.value
+            mean, var = ra_mean.value, ra_var.value
         else:
-            mu = jnp.mean(x, axis=0)
-            var = jnp.mean((x - mu) ** 2, axis=0)
+            mean, var = batch_mean, batch_var
+        y = gamma * (x - mean) / jnp.sqrt(var + self.eps) + beta
+
+        # keep the running statistics fresh (after using them)
         if not self.is_initializing():
-            batch_mu = jnp.mean(x, axis=0)
-            batch_var = jnp.var(x, axis=0)
-            running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * batch_mu
-            running_var.value = self.momentum * running_var.value + (1 - self.momentum) * batch_var
-        x_hat = (x - mu) / jnp.sqrt(var + self.eps)
-        return gamma * x_hat + beta
+            ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * batch_mean
+            ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * batch_var
+        return y
 
 
 def init_and_apply(seed, x, use_running_average):
     model = MyBatchNorm()
     variables = model.init(jax.random.PRNGKey(int(seed)), x, use_running_average=False)
-    params = variables["params"]
-    batch_stats = variables["batch_stats"]
-    out, updated = model.apply(
-        {"params": params, "batch_stats": batch_stats},
-        x,
-        use_running_average=bool(use_running_average),
-        mutable=["batch_stats"],
-    )
+    out, _ = model.apply({"params": variables["params"], "batch_stats": variables["batch_stats"]}, x,
+                         use_running_average=bool(use_running_average), mutable=["batch_stats"])
     return out.reshape(-1)

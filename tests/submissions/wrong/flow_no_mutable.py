@@ -19,22 +19,16 @@ class MyBatchNorm(nn.Module):
             mu, var = running_mean.value, running_var.value
         else:
             mu = jnp.mean(x, axis=0)
-            var = jnp.mean((x - mu) ** 2, axis=0)
+            var = jnp.var(x, axis=0)
             if not self.is_initializing():
                 running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mu
                 running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
-        x_hat = (x - mu) / jnp.sqrt(var + self.eps)
-        return gamma * x_hat + beta
+        return gamma * (x - mu) / jnp.sqrt(var + self.eps) + beta
 
 
 def init_and_apply(seed, x, use_running_average):
     model = MyBatchNorm()
     variables = model.init(jax.random.PRNGKey(int(seed)), x, use_running_average=False)
-    params = variables["params"]
-    batch_stats = variables["batch_stats"]
-    out, updated = model.apply(
-        {"params": params, "batch_stats": batch_stats},
-        x,
-        use_running_average=bool(use_running_average),
-    )
+    # apply returns (output, state) -- keep the output
+    out, _ = model.apply(variables, x, use_running_average=bool(use_running_average))
     return out.reshape(-1)
