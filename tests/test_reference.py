@@ -92,6 +92,26 @@ def test_reference_matches_numpy_oracle_in_both_modes(shape, seed, offset, scale
     np.testing.assert_array_equal(np.asarray(final["running_mean"]), states[-1]["running_mean"])
 
 
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31 - 1), offset=st.sampled_from([0.0, 3.0]),
+       scale=st.sampled_from([1e-2, 1.0, 1e3]))
+def test_flax_default_one_pass_batchnorm_is_within_the_grader_tolerance(shape, seed, offset, scale):
+    """flax.linen.BatchNorm(momentum=0.9, epsilon=1e-5) as is (one-pass variance)."""
+    from grader.compare import output_tolerance, within
+
+    n, d = shape
+    x = _inputs(seed, 1, n, d, offset, scale)[0]
+    model = nn.BatchNorm(momentum=0.9, epsilon=1e-5)
+    variables = model.init(jax.random.PRNGKey(0), x, use_running_average=False)
+    y, _ = model.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+    ours = _run_reference(x[None], x)[1][0]
+    ones, zeros = np.ones((1, d)), np.zeros((1, d))
+    truth = oracle.step(x[None], ones, zeros, zeros, ones, True).y
+    tol = output_tolerance(x[None], ones, zeros)
+    assert within(np.asarray(y)[None], truth, tol).all()
+    assert within(ours[None], truth, tol).all()
+
+
 def test_init_allocates_without_updating():
     x = _inputs(1, 1, 8, 3, 2.0, 1.0)[0]
     variables = MyBatchNorm().init(jax.random.PRNGKey(0), x, use_running_average=False)

@@ -12,6 +12,7 @@ from grader.report.text import check_message
 from grader.results import GradeResult
 
 FORMAT_VERSION = 1
+PRINTED_CHARS = 4000
 
 
 class TestEntry(TypedDict):
@@ -39,6 +40,9 @@ def results_json(result: GradeResult) -> dict[str, Any]:
     summary = f"{result.score}/{result.max_score} on the {result.suite} suite ({result.cases} cases, {result.shapes} shapes)."
     if result.problem:
         summary = f"{result.problem[:1].upper()}{result.problem[1:]}. {summary}"
+    printed = (result.stdout + result.stderr).strip()
+    if printed:
+        summary += f"\n\nYour code printed (last {PRINTED_CHARS} characters at most):\n{printed[-PRINTED_CHARS:]}"
     return {
         "score": float(result.score),
         "max_score": float(result.max_score),

@@ -46,19 +46,19 @@ def _histogram_svg(scores: list[float]) -> str:
     bins = [0] * 10
     for score in scores:
         bins[min(int(score // 10), 9)] += 1
-    width, height, bar = 520, 180, 46
+    width, height, bar, pad = 520, 180, 46, 20
     top = max(bins) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + pad + 30}" role="img" '
              f'aria-label="Histogram of scores">']
     for i, count in enumerate(bins):
         h = round(height * count / top)
         x = 10 + i * (bar + 4)
         label = f"{i * 10}-{i * 10 + 9}" if i < 9 else "90-100"
-        parts.append(f'<rect x="{x}" y="{height - h + 10}" width="{bar}" height="{h}" fill="#4a7ab5">'
+        parts.append(f'<rect x="{x}" y="{pad + height - h}" width="{bar}" height="{h}" fill="#4a7ab5">'
                      f"<title>{label}: {count}</title></rect>")
-        parts.append(f'<text x="{x + bar / 2}" y="{height + 25}" font-size="11" text-anchor="middle">{label}</text>')
+        parts.append(f'<text x="{x + bar / 2}" y="{pad + height + 16}" font-size="11" text-anchor="middle">{label}</text>')
         if count:
-            parts.append(f'<text x="{x + bar / 2}" y="{height - h + 5}" font-size="11" text-anchor="middle">{count}</text>')
+            parts.append(f'<text x="{x + bar / 2}" y="{pad + height - h - 5}" font-size="11" text-anchor="middle">{count}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -67,12 +67,14 @@ def _pitfall_svg(rates: list[tuple[str, float]]) -> str:
     width, row = 520, 22
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(rates) + 10}" role="img" '
              f'aria-label="How often each pitfall occurred">']
+    top = max((rate for _, rate in rates), default=1.0) or 1.0
     for i, (tag, rate) in enumerate(rates):
         y = 5 + i * row
+        length = round(260 * rate / top)
         parts.append(f'<text x="0" y="{y + 14}" font-size="12" font-family="monospace">{escape(tag)}</text>')
-        parts.append(f'<rect x="200" y="{y + 3}" width="{round(280 * rate)}" height="14" fill="#c0643a">'
+        parts.append(f'<rect x="200" y="{y + 3}" width="{length}" height="14" fill="#c0643a">'
                      f"<title>{rate:.0%}</title></rect>")
-        parts.append(f'<text x="{205 + round(280 * rate)}" y="{y + 14}" font-size="12">{rate:.0%}</text>')
+        parts.append(f'<text x="{205 + length}" y="{y + 14}" font-size="12">{rate:.0%}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
