@@ -10,6 +10,9 @@ SUBMISSION ?=
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# Bytecode for our own modules: grading starts faster even where
+	@# PYTHONDONTWRITEBYTECODE is set (workers get a copy of it too).
+	$(PY) -m compileall -q grader solution exercise
 	@touch $(STAMP)
 
 grade: $(STAMP)

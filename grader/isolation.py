@@ -111,16 +111,24 @@ def prepare_scratch(root: Path, submission: Path, level: str) -> Scratch:
     package = runtime / RUNTIME_PACKAGE
     package.mkdir(parents=True)
     (package / "__init__.py").write_text('"""Runtime of a submission\'s worker (a copy)."""\n')
+    cache = package / "__pycache__"
+    cache.mkdir()
+    tag = sys.implementation.cache_tag
     for name in RUNTIME_MODULES:
-        shutil.copyfile(GRADER_DIR / name, package / name)
+        # copy2 keeps the mtime, so the compiled bytecode (valid for that mtime and
+        # size) comes along: the worker does not compile its runtime every time.
+        shutil.copy2(GRADER_DIR / name, package / name)
+        compiled = GRADER_DIR / "__pycache__" / f"{name[:-3]}.{tag}.pyc"
+        if compiled.is_file():
+            shutil.copy2(compiled, cache / compiled.name)
     (root / "submission").mkdir()
     copy = root / "submission" / "batchnorm.py"
     shutil.copyfile(submission, copy)
     home = root / "home"
     home.mkdir()
-    for path in (root, runtime, package, copy.parent):
+    for path in (root, runtime, package, cache, copy.parent):
         path.chmod(0o755)
-    for path in [copy, *package.iterdir()]:
+    for path in [copy, *package.glob("*.py"), *cache.iterdir()]:
         path.chmod(0o644)
     if level == "namespaces":
         os.chown(home, NOBODY, NOBODY)

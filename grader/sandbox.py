@@ -215,13 +215,20 @@ class _Worker:
         self._pending.put(None)
 
     def _feed(self) -> None:
-        with os.fdopen(self._job_write, "wb") as pipe:
+        """Write queued frames to the worker; a worker that is gone just stops this."""
+        fd = self._job_write
+        try:
             while (frame := self._pending.get()) is not None:
-                try:
-                    pipe.write(frame)
-                    pipe.flush()
-                except (BrokenPipeError, OSError):
-                    return
+                view = memoryview(frame)
+                while view:
+                    view = view[os.write(fd, view):]
+        except OSError:  # BrokenPipeError included: the worker exited or was killed
+            pass
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _read(self) -> None:
         with os.fdopen(self._result_read, "rb") as pipe:
