@@ -40,6 +40,8 @@ def _confine_filesystem(config: dict) -> None:
     # Handles on what must stay visible, taken before anything is covered.
     scratch_fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
     keep_fds = [(item, os.open(item["keep"], os.O_RDONLY | os.O_DIRECTORY)) for item in config["expose"]]
+    # Python installs inside /tmp & co (e.g. a virtualenv in a fresh clone there).
+    rebind_fds = [(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY)) for path in config["rebind"]]
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     for path in config["hide"]:
         if os.path.isdir(path):
@@ -55,13 +57,18 @@ def _confine_filesystem(config: dict) -> None:
         _mount("none", item["keep"], None, MS_REMOUNT | MS_BIND | MS_RDONLY)
         os.close(fd)
     # The world-writable places become empty and read-only; only scratch is writable.
-    for path in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+    for path in config["emptied"]:
         if os.path.isdir(path) and not os.path.islink(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
     os.makedirs(scratch, exist_ok=True)
     _mount(f"/proc/self/fd/{scratch_fd}", scratch, None, MS_BIND)
     os.close(scratch_fd)
-    for path in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+    for path, fd in rebind_fds:
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        os.close(fd)
+    for path in config["emptied"]:
         if os.path.isdir(path) and not os.path.islink(path):
             _mount("none", path, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV)

@@ -152,6 +152,20 @@ def hidden_paths(extra: list[Path]) -> list[str]:
     return sorted(set(out))
 
 
+EMPTIED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # replaced by empty tmpfs in the worker
+
+
+def _python_dirs_in_emptied_places() -> list[str]:
+    """Interpreter or virtualenv folders that live where the worker sees an empty
+    tmpfs (a fresh clone in /tmp): bound back read-only."""
+    found = set()
+    for prefix in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
+        for place in EMPTIED_DIRS:
+            if Path(place) in prefix.parents:
+                found.add(str(prefix))
+    return sorted(found)
+
+
 def write_config(scratch: Scratch, level: str, hide: list[str], cpu_seconds: int) -> None:
     config = {
         "level": level,
@@ -159,6 +173,8 @@ def write_config(scratch: Scratch, level: str, hide: list[str], cpu_seconds: int
         "home": str(scratch.home),
         "hide": hide,
         "expose": _interpreter_exposures() if level == "namespaces" else [],
+        "rebind": _python_dirs_in_emptied_places() if level == "namespaces" else [],
+        "emptied": list(EMPTIED_DIRS),
         "uid": NOBODY,
         "gid": NOBODY,
         "max_file_bytes": MAX_FILE_BYTES,
