@@ -2,10 +2,10 @@
 
 Runs as ``python -I -c BOOT CONFIG IN OUT`` from a copy of the runtime in the
 scratch folder. With the "namespaces" level it starts as root inside new mount,
-PID and network namespaces (made by ``unshare``), hides every protected path
-behind an empty tmpfs or /dev/null, gives the worker fresh /tmp, /var/tmp and
-/dev/shm, keeps only the scratch folder writable, and drops to an unprivileged
-user. At every level it sets resource limits before any student code runs.
+PID and network namespaces (made by ``unshare``), moves into a new root that
+holds only allow-listed folders, read-only, with the scratch home the one
+writable place, and drops to an unprivileged user. At every level it sets
+resource limits before any student code runs.
 This module and everything it imports use the standard library only.
 """
 
@@ -35,43 +35,59 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
 
+def _bind(source: str, target: str, writable: bool = False) -> None:
+    _mount(source, target, None, MS_BIND | MS_REC)
+    if not writable:
+        _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
 def _confine_filesystem(config: dict) -> None:
-    scratch = config["scratch"]
-    # Handles on what must stay visible, taken before anything is covered.
-    scratch_fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
-    keep_fds = [(item, os.open(item["keep"], os.O_RDONLY | os.O_DIRECTORY)) for item in config["expose"]]
-    # Python installs inside /tmp & co (e.g. a virtualenv in a fresh clone there).
-    rebind_fds = [(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY)) for path in config["rebind"]]
+    """Build a new root holding only what the worker needs, and chroot into it.
+
+    Allow-listed and read-only: the system folders (/usr, /etc, ...), the Python
+    installation and the virtualenv. Read-only: the scratch folder (runtime copy
+    and submission), except its home, the one writable place. Fresh: /proc (this
+    PID namespace only) and a few device files. Everything else, the grader's
+    sources, the solution, other copies of either, the secret and other
+    students' code included, simply does not exist in the worker's world.
+    """
+    new_root = config["new_root"]
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    for path in config["hide"]:
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=555")
-        elif os.path.exists(path):
-            _mount("/dev/null", path, None, MS_BIND)
-    # A private home for the interpreter: e.g. /root (mode 700) becomes an empty
-    # tmpfs holding only the Python installation, read-only.
-    for item, fd in keep_fds:
-        _mount("tmpfs", item["mask"], "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
-        os.makedirs(item["keep"], exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", item["keep"], None, MS_BIND | MS_REC)
-        _mount("none", item["keep"], None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        os.close(fd)
-    # The world-writable places become empty and read-only; only scratch is writable.
-    for path in config["emptied"]:
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
-    os.makedirs(scratch, exist_ok=True)
-    _mount(f"/proc/self/fd/{scratch_fd}", scratch, None, MS_BIND)
-    os.close(scratch_fd)
-    for path, fd in rebind_fds:
-        os.makedirs(path, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        os.close(fd)
-    for path in config["emptied"]:
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount("none", path, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV)
+    _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+
+    def inside(path: str) -> str:
+        return os.path.join(new_root, path.lstrip("/"))
+
+    for path in config["system"]:
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), inside(path))
+        elif os.path.isdir(path):
+            os.makedirs(inside(path), exist_ok=True)
+            _bind(path, inside(path))
+    for path in config["python"]:
+        os.makedirs(inside(path), exist_ok=True)
+        _bind(path, inside(path))
+    os.makedirs(inside(config["scratch"]), exist_ok=True)
+    _bind(config["scratch"], inside(config["scratch"]))
+    _bind(config["home"], inside(config["home"]), writable=True)
+    os.makedirs(inside("/dev"), exist_ok=True)
+    for device in ("null", "zero", "random", "urandom"):
+        target = inside(f"/dev/{device}")
+        open(target, "w").close()
+        _mount(f"/dev/{device}", target, None, MS_BIND)
+    for path in config["hide"]:  # anything private that an allowed folder holds
+        target = inside(path)
+        if os.path.isdir(target):
+            _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=555")
+        elif os.path.exists(target):
+            _mount("/dev/null", target, None, MS_BIND)
+    os.makedirs(inside("/proc"), exist_ok=True)
+    _mount("proc", inside("/proc"), "proc", MS_NOSUID | MS_NODEV)
+    for path in ("/tmp", "/var/tmp"):
+        os.makedirs(inside(path), exist_ok=True)
+    os.chdir(new_root)
+    os.chroot(".")
+    _mount("none", "/", None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
 
 
 def _drop_privileges(uid: int, gid: int) -> None:

@@ -22,9 +22,9 @@ import functools
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 LEVELS = ("namespaces", "process")
@@ -70,29 +70,18 @@ def choose_level(requested: str | None) -> str:
     return requested
 
 
-def _inaccessible_ancestor(path: Path) -> Path | None:
-    """The topmost ancestor of ``path`` that others cannot traverse (e.g. /root)."""
-    found = None
-    for parent in reversed(path.parents):
-        try:
-            if not parent.stat().st_mode & stat.S_IXOTH:
-                found = parent
-                break
-        except OSError:
-            return None
-    return found
+SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys")
 
 
-def _interpreter_exposures() -> list[dict[str, str]]:
-    """Interpreter folders that ``nobody`` could not reach, to re-expose read-only."""
-    exposures: dict[str, dict[str, str]] = {}
-    for prefix in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
-        mask = _inaccessible_ancestor(prefix)
-        if mask is None:
-            continue
-        keep = mask / prefix.relative_to(mask).parts[0]
-        exposures[str(keep)] = {"mask": str(mask), "keep": str(keep)}
-    return list(exposures.values())
+def _python_dirs() -> list[str]:
+    """The interpreter's installation and the virtualenv, as the worker needs them."""
+    dirs = {str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix).resolve())}
+    for path in sys.path:  # site folders outside both prefixes (rare, e.g. a system site)
+        resolved = Path(path).resolve() if path else None
+        if resolved and resolved.is_dir() and "site-packages" in resolved.parts and not any(
+                resolved.is_relative_to(d) for d in dirs):
+            dirs.add(str(resolved))
+    return sorted(dirs)
 
 
 @dataclasses.dataclass
@@ -104,6 +93,7 @@ class Scratch:
     submission: Path
     home: Path
     config: Path
+    new_root: Path  # mount point of the worker's root (namespaces level)
 
 
 def prepare_scratch(root: Path, submission: Path, level: str) -> Scratch:
@@ -133,7 +123,8 @@ def prepare_scratch(root: Path, submission: Path, level: str) -> Scratch:
     if level == "namespaces":
         os.chown(home, NOBODY, NOBODY)
         home.chmod(0o700)
-    return Scratch(root, runtime, copy, home, root / "launch.json")
+    new_root = Path(tempfile.mkdtemp(prefix="bngrade-root-"))
+    return Scratch(root, runtime, copy, home, root / "launch.json", new_root)
 
 
 def hidden_paths(extra: list[Path]) -> list[str]:
@@ -152,29 +143,15 @@ def hidden_paths(extra: list[Path]) -> list[str]:
     return sorted(set(out))
 
 
-EMPTIED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # replaced by empty tmpfs in the worker
-
-
-def _python_dirs_in_emptied_places() -> list[str]:
-    """Interpreter or virtualenv folders that live where the worker sees an empty
-    tmpfs (a fresh clone in /tmp): bound back read-only."""
-    found = set()
-    for prefix in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
-        for place in EMPTIED_DIRS:
-            if Path(place) in prefix.parents:
-                found.add(str(prefix))
-    return sorted(found)
-
-
 def write_config(scratch: Scratch, level: str, hide: list[str], cpu_seconds: int) -> None:
     config = {
         "level": level,
         "scratch": str(scratch.root),
         "home": str(scratch.home),
         "hide": hide,
-        "expose": _interpreter_exposures() if level == "namespaces" else [],
-        "rebind": _python_dirs_in_emptied_places() if level == "namespaces" else [],
-        "emptied": list(EMPTIED_DIRS),
+        "new_root": str(scratch.new_root),
+        "system": list(SYSTEM_DIRS),
+        "python": _python_dirs(),
         "uid": NOBODY,
         "gid": NOBODY,
         "max_file_bytes": MAX_FILE_BYTES,

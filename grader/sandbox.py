@@ -501,6 +501,10 @@ class Session:
         _reap()
         self._work.cleanup()
         self._logs.cleanup()
+        try:
+            self.scratch.new_root.rmdir()  # only ever a mount point, inside the worker
+        except OSError:
+            pass
 
     def __enter__(self) -> Session:
         return self
