@@ -83,8 +83,9 @@ class Suite:
     def module_probes(self, segment: str) -> list[Probe]:
         return [p for p in self.probes if p.probe == "module" and p.params["segment"] == segment]
 
-    def flow_probes(self) -> list[Probe]:
-        return [p for p in self.probes if p.probe == "flow"]
+    def flow_probes(self, module: str | None = None) -> list[Probe]:
+        """Flow probes: all, or those run with the "stub" module or the student's "own"."""
+        return [p for p in self.probes if p.probe == "flow" and module in (None, p.params["module"])]
 
     @property
     def case_count(self) -> int:

@@ -520,19 +520,21 @@ def _calls_missing_mutable(meta: dict) -> bool:
     return False
 
 
+def _flow_case(probe: Probe) -> tuple[int, int, float, str]:
+    """N, D, the flag, and how to name the case to a student."""
+    n, d = probe.params["shape"]
+    flag = float(probe.params["flag"])
+    return n, d, flag, f"{'eval' if flag else 'training'} flag on {n}x{d}"
+
+
 def flow(ev: Evidence) -> Outcome:
     expected = ("init_and_apply(seed: float, x, flag: float): init with PRNGKey(int(seed)), split params and "
                 "batch_stats, apply with bool(flag) and mutable=['batch_stats'], return N*D values in 1-D")
     tags: list[str] = []
     problems: list[str] = []
-    for probe in ev.suite.flow_probes():
-        if probe.params["module"] != "stub":
-            continue
+    for probe in ev.suite.flow_probes("stub"):
         result = ev.result(probe)
-        n, d = probe.params["shape"]
-        flag = float(probe.params["flag"])
-        mode = "eval" if flag else "training"
-        where = f"{mode} flag on {n}x{d}"
+        n, d, flag, where = _flow_case(probe)
         if result.error is not None:
             tags += _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
@@ -571,13 +573,9 @@ def flow(ev: Evidence) -> Outcome:
 
 def end_to_end(ev: Evidence) -> Outcome:
     expected = "init_and_apply with your MyBatchNorm gives the layer's output in both modes"
-    for probe in ev.suite.flow_probes():
-        if probe.params["module"] != "own":
-            continue
+    for probe in ev.suite.flow_probes("own"):
         result = ev.result(probe)
-        n, d = probe.params["shape"]
-        flag = float(probe.params["flag"])
-        where = f"{'eval' if flag else 'training'} flag on {n}x{d}"
+        n, d, flag, where = _flow_case(probe)
         if result.error is not None:
             return Outcome(False, expected, f"{where}: raised {result.error['type']}: {result.error['message']}",
                            _flow_error_tags(result.error))

@@ -23,8 +23,9 @@ def _inputs(seed: int, steps: int, n: int, d: int, offset: float, scale: float) 
     return (mean + std * rng.standard_normal((steps, n, d))).astype(np.float32)
 
 
-def _run_reference(xs: np.ndarray, x_eval: np.ndarray):  # noqa: ANN202
-    model = MyBatchNorm()
+def _run(model: nn.Module, xs: np.ndarray, x_eval: np.ndarray):  # noqa: ANN202
+    """init on the first batch, one training apply per batch threading batch_stats,
+    then eval: (variables, outputs, statistics after each step, eval output, final)."""
     variables = model.init(jax.random.PRNGKey(0), xs[0], use_running_average=False)
     params, stats = variables["params"], variables["batch_stats"]
     outs, states = [], []
@@ -37,18 +38,13 @@ def _run_reference(xs: np.ndarray, x_eval: np.ndarray):  # noqa: ANN202
     return variables, outs, states, np.asarray(y_eval), upd["batch_stats"]
 
 
+def _run_reference(xs: np.ndarray, x_eval: np.ndarray):  # noqa: ANN202
+    return _run(MyBatchNorm(), xs, x_eval)
+
+
 def _run_flax(xs: np.ndarray, x_eval: np.ndarray):  # noqa: ANN202
-    model = nn.BatchNorm(momentum=0.9, epsilon=1e-5, use_fast_variance=False)
-    variables = model.init(jax.random.PRNGKey(0), xs[0], use_running_average=False)
-    params, stats = variables["params"], variables["batch_stats"]
-    outs, states = [], []
-    for x in xs:
-        y, upd = model.apply({"params": params, "batch_stats": stats}, x, use_running_average=False, mutable=["batch_stats"])
-        stats = upd["batch_stats"]
-        outs.append(np.asarray(y))
-        states.append(jax.tree.map(np.asarray, stats))
-    y_eval = model.apply({"params": params, "batch_stats": stats}, x_eval, use_running_average=True)
-    return outs, states, np.asarray(y_eval)
+    _, outs, states, y_eval, _ = _run(nn.BatchNorm(momentum=0.9, epsilon=1e-5, use_fast_variance=False), xs, x_eval)
+    return outs, states, y_eval
 
 
 shapes = st.tuples(st.integers(1, 40), st.integers(1, 12))
