@@ -7,9 +7,10 @@ SUBMISSION ?=
 
 .PHONY: grade test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# constraints.txt pins every transitive dependency too (pip freeze of a known-good set).
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@# Bytecode for our own modules: grading starts faster even where
 	@# PYTHONDONTWRITEBYTECODE is set (workers get a copy of it too).
 	$(PY) -m compileall -q grader solution exercise

@@ -86,7 +86,12 @@ exit 0
 
 def _files_for_runtime() -> dict[str, bytes]:
     files = {path: (PROJECT_DIR / path).read_bytes() for path in GRADER_FILES}
-    files["requirements.txt"] = ("\n".join(PINNED) + "\n").encode()
+    requirements = list(PINNED)
+    constraints = PROJECT_DIR / "constraints.txt"
+    if constraints.is_file():  # every transitive dependency pinned too
+        files["constraints.txt"] = constraints.read_bytes()
+        requirements.insert(0, "-c constraints.txt")
+    files["requirements.txt"] = ("\n".join(requirements) + "\n").encode()
     return files
 
 

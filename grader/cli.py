@@ -188,7 +188,10 @@ def _handout(args: argparse.Namespace) -> int:
     from grader.bundle import handout_files, write_tree, write_zip
 
     out = Path(args.out)
-    files = handout_files()
+    try:
+        files = handout_files()
+    except FileNotFoundError as err:
+        raise UsageError(f"the handout is built from the full project, and {err.filename} is missing") from err
     if out.suffix == ".zip":
         write_zip(files, out)
     else:
@@ -204,7 +207,11 @@ def _gradescope(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".zip":
         raise UsageError(f"--out must name a .zip file, got {args.out}")
-    write_zip(gradescope_files(secret or ""), out)
+    try:
+        files = gradescope_files(secret or "")
+    except FileNotFoundError as err:
+        raise UsageError(f"the bundle is built from the full project, and {err.filename} is missing") from err
+    write_zip(files, out)
     print(f"wrote {out}: upload it as the autograder (setup.sh and run_autograder at its root)")
     return 0
 

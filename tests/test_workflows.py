@@ -145,13 +145,14 @@ def test_gradescope_bundle_grades_a_submission_where_gradescope_reads_it(tmp_pat
     root = tmp_path / "autograder"
     with zipfile.ZipFile(bundle) as archive:
         names = archive.namelist()
-        assert {"setup.sh", "run_autograder", "requirements.txt", "secret.txt"} <= set(names)
+        assert {"setup.sh", "run_autograder", "requirements.txt", "constraints.txt", "secret.txt"} <= set(names)
         assert not any(n.startswith(("solution/", "tests/")) for n in names)
         for name in ("setup.sh", "run_autograder"):
             assert (archive.getinfo(name).external_attr >> 16) & 0o111
         requirements = archive.read("requirements.txt").decode()
         archive.extractall(root / "source")
-    assert all("==" in line for line in requirements.split())
+    assert all("==" in line for line in requirements.splitlines() if not line.startswith("-c "))
+    assert "-c constraints.txt" in requirements.splitlines()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
     env.update(AUTOGRADER_ROOT=str(root), PYTHON=sys.executable)
     (root / "submission").mkdir()
