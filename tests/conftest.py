@@ -20,11 +20,11 @@ HOSTILE = sorted((SUBMISSIONS / "hostile").glob("*.py"))
 TEST_SECRET = "tests-hidden-suite-secret"
 
 
-def declared_pitfall(path: Path) -> str:
-    """The tag a wrong submission declares in its first line: '# pitfall: TAG'."""
+def declared_pitfalls(path: Path) -> list[str]:
+    """The tags a wrong submission declares in its first line: '# pitfall: TAG[, TAG]'."""
     first = path.read_text().splitlines()[0]
     assert first.startswith("# pitfall: "), f"{path.name} must start with '# pitfall: TAG'"
-    return first.removeprefix("# pitfall: ").strip()
+    return [tag.strip() for tag in first.removeprefix("# pitfall: ").split(",")]
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from grader.pitfalls import TAGS
-from tests.conftest import CORRECT, ROOT, WRONG, declared_pitfall
+from tests.conftest import CORRECT, ROOT, WRONG, declared_pitfalls
 
 pytestmark = pytest.mark.slow
 
@@ -24,20 +24,27 @@ def test_correct_submission_scores_100_with_no_tag(path: Path, grade_file):
 
 @pytest.mark.parametrize("path", WRONG, ids=lambda p: p.stem)
 def test_wrong_submission_is_caught_and_named_exactly(path: Path, grade_file):
-    tag = declared_pitfall(path)
-    assert tag in TAGS
+    """Every declared mistake is named (two mistakes: both tags), and nothing else."""
+    tags = declared_pitfalls(path)
+    assert set(tags) <= set(TAGS)
     run = grade_file(path)
     assert run.code == 0, run.stderr
     assert "internal error" not in run.stderr
     assert run.results["score"] < 100
-    assert run.results["extra_data"]["tags"] == [tag]
-    failed = [t for t in run.results["tests"] if tag in t["tags"]]
-    assert failed and all(t["status"] == "failed" for t in failed)
-    assert "Hint:" in failed[0]["output"] and "Expected:" in failed[0]["output"]
+    assert sorted(run.results["extra_data"]["tags"]) == sorted(tags)
+    for tag in tags:
+        failed = [t for t in run.results["tests"] if tag in t["tags"]]
+        assert failed and all(t["status"] == "failed" for t in failed)
+        assert "Hint:" in failed[0]["output"] and "Expected:" in failed[0]["output"]
 
 
 def test_every_pitfall_tag_has_a_wrong_submission():
-    assert {declared_pitfall(p) for p in WRONG} == set(TAGS)
+    assert {tag for p in WRONG for tag in declared_pitfalls(p)} == set(TAGS)
+
+
+def test_two_mistakes_cost_more_than_either_alone(grade_file):
+    by_name = {p.stem: grade_file(p).results["score"] for p in WRONG}
+    assert by_name["two_mistakes_guard_momentum"] < min(by_name["init_no_guard"], by_name["momentum_reversed"])
 
 
 def test_untouched_stub_scores_zero_and_says_not_implemented(grade_file):
