@@ -18,6 +18,7 @@ submission at a time each (a submission's own isolation is that of
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -38,12 +39,22 @@ class Student:
     path: Path
 
     def fingerprint(self, suite_digest: str) -> str:
-        """Changes when the submission, the suite or the grader does."""
+        """Changes when the submission, the suite or the grader (its code) does."""
         digest = hashlib.sha256()
         digest.update(self.path.read_bytes())
         digest.update(suite_digest.encode())
-        digest.update(__version__.encode())
+        digest.update(_grader_digest().encode())
         return digest.hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=1)
+def _grader_digest() -> str:
+    """The grader's version and sources: editing a check invalidates old results."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 class BatchError(Exception):
