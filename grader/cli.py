@@ -76,13 +76,16 @@ def _percent(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from grader import __version__
+
     parser = argparse.ArgumentParser(prog="python -m grader", description="Grade the BatchNorm-with-batch_stats exercise.")
+    parser.add_argument("--version", action="version", version=f"bn-grader {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--secret-file", help=f"file holding the hidden suite's secret (default: ${SECRET_ENV}; none: practice suite)")
         p.add_argument("--timeout", type=_positive(float, "--timeout"), default=60.0, help="seconds per submission (default 60)")
-        p.add_argument("--memory-mb", type=_positive(int, "--memory-mb"), default=None, help="memory limit per submission, MiB")
+        p.add_argument("--memory-mb", type=_positive(int, "--memory-mb"), default=None, help="resident memory limit of a submission's processes together, MiB (default 4096)")
         p.add_argument("--workers", type=_positive(int, "--workers"), default=None, help="processes per submission (default: 2 on 2+ cores)")
         p.add_argument("--isolation", choices=("auto", "namespaces", "process"), default="auto",
                        help="confinement of submissions (default auto: the strongest available; see SECURITY.md)")
