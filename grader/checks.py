@@ -21,7 +21,7 @@ from grader.diagnosis import Diagnosis, Item, diagnose
 from grader.cases import Probe
 from grader.evidence import CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed, Trajectory, returned_cases, take
 from grader.sandbox import ProbeResult
-from grader.oracle import CONTRACT, Variant
+from grader.oracle import Variant
 from grader.pitfalls import PITFALLS
 
 
