@@ -107,6 +107,7 @@ def _become_subreaper() -> None:
 
 
 def _parents() -> dict[int, int]:
+    """Parent of every live process (zombies, already dead, are left out)."""
     parents = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit():
@@ -114,17 +115,24 @@ def _parents() -> dict[int, int]:
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 fields = handle.read().rsplit(b")", 1)[1].split()
-            parents[int(entry)] = int(fields[1])
+            if fields[0] != b"Z":
+                parents[int(entry)] = int(fields[1])
         except (OSError, IndexError, ValueError):
             continue
     return parents
 
 
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it."""
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, from one scan of /proc."""
     children: dict[int, list[int]] = {}
     for pid, ppid in _parents().items():
         children.setdefault(ppid, []).append(pid)
+    return children
+
+
+def descendants(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """``root`` and every process below it (``children``: a scan to reuse)."""
+    children = process_children() if children is None else children
     found, stack = [], [root]
     while stack:
         pid = stack.pop()
@@ -134,20 +142,28 @@ def descendants(root: int) -> list[int]:
 
 
 def kill_tree(root: int) -> None:
-    """SIGKILL ``root``'s whole tree, repeatedly, until nothing of it is left."""
-    for _ in range(20):
-        pids = [p for p in descendants(root) if p != os.getpid()]
-        alive = 0
+    """SIGKILL ``root``'s whole tree, repeatedly (a fork may race the first pass),
+    until no live process of it is left."""
+    for attempt in range(20):
+        pids = [p for p in descendants(root) if p != os.getpid() and _is_live(p)]
+        if not pids:
+            return
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
-                alive += 1
             except (ProcessLookupError, PermissionError):
                 pass
         _reap()
-        if not alive:
-            return
-        time.sleep(0.01)
+        if attempt:
+            time.sleep(0.01)
+
+
+def _is_live(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _reap() -> None:
@@ -239,8 +255,8 @@ class _Worker:
                 self.inbox.put((self.index, ("broken", str(err)[:200])))
         self.inbox.put((self.index, None))
 
-    def pids(self) -> list[int]:
-        return descendants(self.process.pid)
+    def pids(self, children: dict[int, list[int]] | None = None) -> list[int]:
+        return descendants(self.process.pid, children)
 
     def stop(self) -> None:
         """SIGKILL the worker's process group, without waiting (see kill)."""
@@ -392,20 +408,25 @@ class Session:
                 for p in todo:
                     charge(p.id, kind, f"{reason} before this probe ran")
 
+        next_memory_check = 0.0
         while live:
             now = time.monotonic()
             if now >= deadline:
                 break
-            # Over budget or over memory: kill the worker and move on.
-            rss = sum(resident_bytes(w.pids()) for w in live.values())
-            self.peak_rss = max(self.peak_rss, rss)
-            if rss > self.memory_bytes:
-                memory_exceeded = True
-                heaviest = max(live.values(), key=lambda w: resident_bytes(w.pids()))
-                limit_mb = self.memory_bytes // (1024 * 1024)
-                retire(heaviest.index, "memory", f"memory limit of {limit_mb} MiB exceeded ({heaviest.phase} phase)",
-                       import_phase=not heaviest.ready)
-                continue
+            # Over memory or over budget: kill the worker and move on. Memory is
+            # sampled every MEMORY_POLL_SECONDS (one /proc scan), not on every frame.
+            if now >= next_memory_check:
+                next_memory_check = now + MEMORY_POLL_SECONDS
+                children = process_children()
+                usage = {i: resident_bytes(w.pids(children)) for i, w in live.items()}
+                self.peak_rss = max(self.peak_rss, sum(usage.values()))
+                if sum(usage.values()) > self.memory_bytes:
+                    memory_exceeded = True
+                    heaviest = live[max(usage, key=usage.__getitem__)]
+                    limit_mb = self.memory_bytes // (1024 * 1024)
+                    retire(heaviest.index, "memory", f"memory limit of {limit_mb} MiB exceeded ({heaviest.phase} phase)",
+                           import_phase=not heaviest.ready)
+                    continue
             over = [w for w in live.values() if w.ready and w.current is not None
                     and now - w.current_since > self.probe_budget * (2 if w.current == GROUP else 1)]
             if over:
@@ -413,7 +434,7 @@ class Session:
                 retire(w.index, "timeout", f"time limit of {self.probe_budget:g} s per check exceeded ({w.phase} phase)")
                 continue
             try:
-                index, frame = self.inbox.get(timeout=min(MEMORY_POLL_SECONDS, deadline - now))
+                index, frame = self.inbox.get(timeout=max(0.001, min(next_memory_check, deadline) - now))
             except queue.Empty:
                 continue
             worker = live.get(index)
