@@ -67,14 +67,15 @@ def init_and_apply(seed: float, x: jax.Array, use_running_average: float) -> jax
     Returns:
         The output of the apply step, flattened to N * D values.
     """
-    # TODO 5: the init -> split -> apply flow.
-    #   a. model.init(...) with the key jax.random.PRNGKey(int(seed)) (a float seed
-    #      is rejected by the PRNG) and use_running_average=False. It returns every
-    #      collection: {"params": ..., "batch_stats": ...}.
-    #   b. Split out params and batch_stats.
-    #   c. model.apply({"params": ..., "batch_stats": ...}, x,
-    #      use_running_average=bool(use_running_average), mutable=["batch_stats"]).
-    #      A collection not listed in `mutable` is read-only: in training mode the
-    #      update would raise. With `mutable`, apply returns (output, updates).
-    #   d. Return the output flattened to 1-D.
+    # TODO 5: the init -> split -> apply flow, the way a training loop uses the layer.
+    #   a. Initialize the model from a PRNG key made from the seed. The seed arrives
+    #      as a float, and JAX only makes keys from integers. Initialize in training
+    #      mode: init runs one forward pass to discover every variable.
+    #   b. init hands back every collection at once. Keep the trainable ones and the
+    #      running statistics apart: they are updated by different mechanisms (an
+    #      optimizer vs. your own assignments).
+    #   c. Apply in the mode the flag asks for (it is a float: apply wants a bool).
+    #      Collections are read-only during apply unless you name them as mutable;
+    #      once you do, apply returns the output together with the updated state.
+    #   d. Return only the output, as one flat vector of N * D values.
     raise NotImplementedError(NOT_IMPLEMENTED.format(where="init_and_apply"))

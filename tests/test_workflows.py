@@ -189,3 +189,20 @@ def test_selftest_says_the_grader_holds():
     assert run.code == 0, run.stdout[-2000:]
     assert "The grader holds." in run.stdout
     assert "BROKEN" not in run.stdout
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script for a terminal")
+def test_batch_on_a_terminal_shows_a_progress_bar(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(CORRECT[0], folder / "ann.py")
+    shutil.copy(NO_GUARD, folder / "ben.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
+    env.update(GRADER_SECRET=TEST_SECRET, COLUMNS="100", TERM="xterm")
+    command = f"{sys.executable} -m grader batch {folder} --out {tmp_path / 'out'} --jobs 2"
+    run = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "grading" in run.stdout and "2/2" in run.stdout
+    assert "[1/2]" not in run.stdout  # the plain lines are for pipes and logs
+    assert "graded 2 submissions" in run.stdout
