@@ -141,10 +141,11 @@ def _module_default(secret: str, n: int, d: int, cases: int, advisory: bool) -> 
     # Each case: per-feature moments from its family, then STEPS training batches
     # and one eval batch drawn from that same distribution.
     moments = [_feature_moments(rng, family, d) for family in families]
-    mean = np.stack([m for m, _ in moments])[:, None, None, :]
-    std = np.stack([s for _, s in moments])[:, None, None, :]
-    noise = rng.standard_normal((cases, STEPS + 1, n, d), dtype=np.float32)
-    data = (mean + std * noise).astype(np.float32)
+    mean = np.stack([m for m, _ in moments]).astype(np.float32)[:, None, None, :]
+    std = np.stack([s for _, s in moments]).astype(np.float32)[:, None, None, :]
+    data = rng.standard_normal((cases, STEPS + 1, n, d), dtype=np.float32)
+    data *= std  # in place and in float32: the suite is built while workers start
+    data += mean
     train, evalx = np.ascontiguousarray(data[:, :STEPS]), np.ascontiguousarray(data[:, STEPS])
     return Probe(
         id=f"module/default/{n}x{d}",
