@@ -132,10 +132,6 @@ def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], t
     return outcome
 
 
-def _scored(traj: Trajectory, array: np.ndarray) -> np.ndarray:
-    return array[traj.scored]
-
-
 def _families(traj: Trajectory, sel: np.ndarray | None = None) -> list[str]:
     sel = traj.scored if sel is None else sel
     return [f for f, s in zip(traj.families, sel) if s]
