@@ -388,14 +388,13 @@ class Session:
             if import_error is not None:
                 return
             todo = [p for p in plan.get(index, []) if p.id not in results]
-            if worker.current == GROUP:
-                # It failed running several probes as one program: run them one by
-                # one, so that only the probe at fault is charged.
-                pass
-            elif worker.current is not None:
+            # A worker that failed while running several probes as one program
+            # (GROUP) is charged nothing here: the replacement runs them one by one,
+            # so that only the probe at fault is charged.
+            if worker.current not in (None, GROUP):
                 charge(worker.current, kind, f"{reason} during this probe")
                 todo = [p for p in todo if p.id != worker.current]
-            elif kind != "crash":
+            elif worker.current is None and kind != "crash":
                 for p in todo:
                     charge(p.id, kind, reason)
                 todo = []
