@@ -14,6 +14,7 @@ import time
 from typing import Any, BinaryIO
 
 from . import wire
+from .protocol import Failure, Frame
 from .probes import (
     ProbeError,
     describe,
@@ -37,7 +38,7 @@ def _send_result(out: BinaryIO, result: dict[str, Any], outputs: dict[str, Any])
     try:
         _send(out, result, outputs)
     except (wire.WireError, TypeError, ValueError) as err:
-        _send(out, {"kind": "result", "id": result["id"], "error": {"type": "output", "message": str(err)[:300]}})
+        _send(out, {"kind": Frame.RESULT.value, "id": result["id"], "error": {"type": Failure.OUTPUT.value, "message": str(err)[:300]}})
 
 
 def _import(path: str) -> tuple[Any, dict[str, Any] | None]:
@@ -49,7 +50,7 @@ def _import(path: str) -> tuple[Any, dict[str, Any] | None]:
         return None, describe(err)
     missing = [n for n in REQUIRED_NAMES if not hasattr(submission, n)]
     if missing:
-        return submission, {"type": "missing", "message": ", ".join(missing)}
+        return submission, {"type": Failure.MISSING_NAMES.value, "message": ", ".join(missing)}
     return submission, None
 
 
@@ -71,11 +72,11 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     install_eager_seed_check()
     submission, import_error = _import(job[0]["path"])
-    _send(out, {"kind": "ready", "error": import_error, "seconds": time.perf_counter() - started})
+    _send(out, {"kind": Frame.READY.value, "error": import_error, "seconds": time.perf_counter() - started})
     if import_error is not None:
         return 0
     frames = []
-    while (frame := wire.read(source)) is not None and frame[0].get("kind") != "end":
+    while (frame := wire.read(source)) is not None and frame[0].get("kind") != Frame.END.value:
         frames.append(frame)
     pending = list(frames)
     if job[0].get("merge", True):
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> int:
             if len(group) < 2:
                 continue
             ids = [h["id"] for h, _ in group]
-            _send(out, {"kind": "start", "id": ids[0], "group": ids})
+            _send(out, {"kind": Frame.START.value, "id": ids[0], "group": ids})
             started = time.perf_counter()
             try:
                 grouped = run_group(group)
@@ -97,24 +98,24 @@ def main(argv: list[str]) -> int:
                 continue
             seconds = (time.perf_counter() - started) / len(ids)
             for probe_id, (outputs, meta) in zip(ids, grouped):
-                _send_result(out, {"kind": "result", "id": probe_id, "error": None, "meta": meta, "seconds": seconds}, outputs)
+                _send_result(out, {"kind": Frame.RESULT.value, "id": probe_id, "error": None, "meta": meta, "seconds": seconds}, outputs)
             pending = [f for f in pending if f[0]["probe"] != kind]
     pending.sort(key=lambda frame: frame[0]["probe"] != "flow")
     for header, arrays in pending:
         probe_id = header["id"]
-        _send(out, {"kind": "start", "id": probe_id})
+        _send(out, {"kind": Frame.START.value, "id": probe_id})
         started = time.perf_counter()
         try:
             outputs, meta = _run_probe(submission, header, arrays)
-            result = {"kind": "result", "id": probe_id, "error": None, "meta": meta}
+            result = {"kind": Frame.RESULT.value, "id": probe_id, "error": None, "meta": meta}
         except ProbeError as err:
             outputs, meta = err.partial or ({}, {})
-            result = {"kind": "result", "id": probe_id, "error": {"type": err.kind, "message": err.message}, "meta": meta}
+            result = {"kind": Frame.RESULT.value, "id": probe_id, "error": {"type": err.kind, "message": err.message}, "meta": meta}
         except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
-            outputs, result = {}, {"kind": "result", "id": probe_id, "error": describe(err)}
+            outputs, result = {}, {"kind": Frame.RESULT.value, "id": probe_id, "error": describe(err)}
         result["seconds"] = time.perf_counter() - started
         _send_result(out, result, outputs)
-    _send(out, {"kind": "done"})
+    _send(out, {"kind": Frame.DONE.value})
     return 0
 
 

@@ -1,11 +1,18 @@
 """First code in a submission's worker: confine the process, then run the child.
 
-Runs as ``python -I -c BOOT CONFIG IN OUT`` from a copy of the runtime in the
-scratch folder. With the "namespaces" level it starts as root inside new mount,
-PID and network namespaces (made by ``unshare``), moves into a new root that
-holds only allow-listed folders, read-only, with the scratch home the one
-writable place, and drops to an unprivileged user. At every level it sets
-resource limits before any student code runs.
+Runs as ``python -I -u -c BOOT CONFIG IN OUT`` from a copy of the runtime in the
+scratch folder, before any student code, in this order:
+
+1. join the cgroups the grader made for this submission (memory, processes);
+2. at the namespace levels (already inside new mount, PID, network, IPC and UTS
+   namespaces made by ``unshare``): move into a new root that holds only
+   allow-listed folders, read-only, with a size-capped tmpfs as home, /tmp and
+   /dev/shm;
+3. drop privileges: user ``nobody`` (namespaces), the grader's dedicated uid
+   (uid level), or no capabilities at all (userns);
+4. Landlock (uid and landlock levels) and seccomp (every level but process);
+5. resource limits.
+
 This module and everything it imports use the standard library only.
 """
 
@@ -14,16 +21,29 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import platform
 import resource
 import sys
+
+from . import _confine
 
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+# statvfs flag -> mount flag: flags a bind mount inherits and, inside a user
+# namespace, may not drop when it is remounted read-only.
+_LOCKED = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+           (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME))
+CAPSET = {"x86_64": 126, "aarch64": 91}
+DEVICES = ("null", "zero", "random", "urandom")
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -38,18 +58,23 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
 def _bind(source: str, target: str, writable: bool = False) -> None:
     _mount(source, target, None, MS_BIND | MS_REC)
     if not writable:
-        _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        kept = 0
+        for st_flag, ms_flag in _LOCKED:
+            if os.statvfs(target).f_flag & st_flag:
+                kept |= ms_flag
+        _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | kept)
 
 
 def _confine_filesystem(config: dict) -> None:
     """Build a new root holding only what the worker needs, and chroot into it.
 
     Allow-listed and read-only: the system folders (/usr, /etc, ...), the Python
-    installation and the virtualenv. Read-only: the scratch folder (runtime copy
-    and submission), except its home, the one writable place. Fresh: /proc (this
-    PID namespace only) and a few device files. Everything else, the grader's
-    sources, the solution, other copies of either, the secret and other
-    students' code included, simply does not exist in the worker's world.
+    installation and the virtualenv, the scratch folder (runtime copy and
+    submission). Writable: one tmpfs of a fixed size and inode count, seen as
+    home, /tmp, /var/tmp and /dev/shm, gone with the namespace. Fresh: /proc
+    (this PID namespace only) and four device files. Everything else, the
+    grader's sources, the solution, the secret and other students' code included,
+    does not exist in the worker's world.
     """
     new_root = config["new_root"]
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
@@ -67,36 +92,87 @@ def _confine_filesystem(config: dict) -> None:
     for path in config["python"]:
         os.makedirs(inside(path), exist_ok=True)
         _bind(path, inside(path))
-    os.makedirs(inside(config["scratch"]), exist_ok=True)
-    _bind(config["scratch"], inside(config["scratch"]))
-    _bind(config["home"], inside(config["home"]), writable=True)
-    os.makedirs(inside("/dev"), exist_ok=True)
-    for device in ("null", "zero", "random", "urandom"):
+    # The writable space: a tmpfs, so its size and file count are capped and
+    # nothing the submission writes lands on the host's disk.
+    uid = config["uid"] if config["uid"] is not None else 0
+    space = inside("/.writable")
+    os.makedirs(space)
+    _mount("tmpfs", space, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={config['scratch_mb']}m,nr_inodes={config['scratch_inodes']},mode=700,uid={uid},gid={uid}")
+    # /tmp first (the scratch folder usually lies in it), then the scratch
+    # folder, read-only, then its home: the writable space.
+    mounts = [("tmp", "/tmp"), ("tmp", "/var/tmp"), ("tmp", "/dev/shm"), (None, config["scratch"]),
+              ("home", config["home"])]
+    for name, where in mounts:
+        os.makedirs(inside(where), exist_ok=True)
+        if name is None:
+            _bind(where, inside(where))
+            continue
+        os.makedirs(os.path.join(space, name), mode=0o700, exist_ok=True)
+        os.chown(os.path.join(space, name), uid, uid)
+        _mount(os.path.join(space, name), inside(where), None, MS_BIND)
+    for device in DEVICES:
         target = inside(f"/dev/{device}")
         open(target, "w").close()
         _mount(f"/dev/{device}", target, None, MS_BIND)
+    scratch = config["scratch"].rstrip("/") + "/"
     for path in config["hide"]:  # anything private that an allowed folder holds
+        if scratch.startswith(path.rstrip("/") + "/"):
+            continue  # e.g. results in /tmp: the new root's /tmp is a fresh tmpfs anyway
         target = inside(path)
         if os.path.isdir(target):
             _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=555")
         elif os.path.exists(target):
             _mount("/dev/null", target, None, MS_BIND)
     os.makedirs(inside("/proc"), exist_ok=True)
-    _mount("proc", inside("/proc"), "proc", MS_NOSUID | MS_NODEV)
-    for path in ("/tmp", "/var/tmp"):
-        os.makedirs(inside(path), exist_ok=True)
+    try:
+        _mount("proc", inside("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        pass  # a user namespace under a masked /proc may not mount one: the worker goes without
     os.chdir(new_root)
     os.chroot(".")
     _mount("none", "/", None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
+    os.chdir("/")
 
 
 def _drop_privileges(uid: int, gid: int) -> None:
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
-    os.umask(0o077)
-    if os.getuid() != uid or os.geteuid() != uid:
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid:
         raise OSError("could not drop privileges")
+
+
+def _drop_capabilities() -> None:
+    """No capabilities left, even as root of a user namespace (capset to zero)."""
+    number = CAPSET.get(platform.machine())
+    if number is None:
+        raise OSError("capset: unknown architecture")
+
+    class Header(ctypes.Structure):
+        _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+    class Data(ctypes.Structure):
+        _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    if libc.syscall(number, ctypes.byref(header), ctypes.byref(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def _join_cgroups(paths: list[str]) -> None:
+    for path in paths:
+        with open(path, "w") as handle:
+            handle.write("0")  # this process; every child it starts inherits
+
+
+def _allow_lists(config: dict) -> tuple[list[str], list[str]]:
+    """Landlock's allow-lists: read the system, Python and the runtime; write home."""
+    read_only = [*config["system"], *config["python"], config["scratch"], "/proc",
+                 *(f"/dev/{d}" for d in DEVICES)]
+    return read_only, [config["home"], "/dev/null"]
 
 
 def _limit(config: dict) -> None:
@@ -105,16 +181,41 @@ def _limit(config: dict) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     cpu = config["max_cpu_seconds"]
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = 1024 if hard == resource.RLIM_INFINITY else min(hard, 1024)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, cap) if soft != resource.RLIM_INFINITY else cap, cap))
+    if config.get("max_processes"):
+        count = config["max_processes"]
+        resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
+
+
+def confine(config: dict) -> None:
+    level = config["level"]
+    _join_cgroups(config.get("cgroup_procs") or [])
+    if level in ("namespaces", "userns"):
+        _confine_filesystem(config)
+    if level == "namespaces":
+        _drop_privileges(config["uid"], config["gid"])
+    elif level == "uid":
+        os.chdir(config["home"])  # before the switch: the scratch root is not listable by the uid
+        _drop_privileges(config["uid"], config["gid"])
+    elif level == "userns":
+        _drop_capabilities()
+    os.umask(0o077)
+    if level != "process":
+        _confine.no_new_privs()
+        if level in ("uid", "landlock"):
+            read_only, read_write = _allow_lists(config)
+            _confine.restrict_filesystem(read_only, read_write)
+        _confine.install_seccomp()
+    _limit(config)
 
 
 def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as handle:
         config = json.load(handle)
-    if config["level"] == "namespaces":
-        _confine_filesystem(config)
-        _drop_privileges(config["uid"], config["gid"])
+    confine(config)
     os.chdir(config["home"])
-    _limit(config)
     from ._child import main as child_main
 
     return child_main(argv[1:])

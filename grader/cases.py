@@ -71,7 +71,7 @@ class Probe:
         if self.probe == "flow":
             return 0.25
         size = sum(a.size for a in self.arrays.values())
-        return {"default": 1.0, "state": 0.7, "grad": 1.0}[self.params["segment"]] + size / 3e6
+        return {"default": 1.0, "state": 0.7, "grad": 1.0, "flow": 0.3}[self.params["segment"]] + size / 3e6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +83,12 @@ class Suite:
     def module_probes(self, segment: str) -> list[Probe]:
         return [p for p in self.probes if p.probe == "module" and p.params["segment"] == segment]
 
-    def flow_probes(self, module: str | None = None) -> list[Probe]:
-        """Flow probes: all, or those run with the "stub" module or the student's "own"."""
-        return [p for p in self.probes if p.probe == "flow" and module in (None, p.params["module"])]
+    def flow_probes(self) -> list[Probe]:
+        return [p for p in self.probes if p.probe == "flow"]
+
+    def flow_reference(self, flow: Probe) -> Probe:
+        """The module probe that runs the contract's flow on ``flow``'s input."""
+        return next(p for p in self.probes if p.id == f"module/{flow.id}")
 
     @property
     def case_count(self) -> int:
@@ -196,22 +199,37 @@ def _module_grad(secret: str, n: int, d: int, cases: int) -> Probe:
 
 
 def _flows(secret: str) -> list[Probe]:
+    """Flow probes call the student's init_and_apply with their own MyBatchNorm;
+    each is paired with a module probe (segment "flow") in which the grader runs
+    the contract's flow on that same module, seed and input, in both modes. The
+    flow is judged by comparing the two: behaviour, not a stand-in the
+    submission could recognise."""
     rng = _rng(secret, "flow")
-    plan = [  # (module, N, D, flag): stub isolates the flow, own runs it end to end
-        ("stub", 3, 4, 0.0),
-        ("stub", 3, 4, 1.0),
-        ("stub", 2, 3, 1.0),  # eval with a batch of 2: `out, upd = apply(...)` splits rows
-        ("own", 5, 3, 0.0),
-        ("own", 5, 3, 1.0),
+    plan = [  # (N, D, flag)
+        (3, 4, 0.0),
+        (3, 4, 1.0),
+        (2, 3, 1.0),  # eval with a batch of 2: `out, upd = apply(...)` splits rows
+        (5, 3, 0.0),
+        (5, 3, 1.0),
     ]
     probes = []
-    for module, n, d, flag in plan:
+    for n, d, flag in plan:
         seed = float(rng.integers(0, 1000))
+        x = _draw(rng, "offset", (n, d), d)
+        name = f"{n}x{d}/{'eval' if flag else 'train'}"
         probes.append(Probe(
-            id=f"flow/{module}/{n}x{d}/{'eval' if flag else 'train'}",
+            id=f"flow/{name}",
             probe="flow",
-            params={"module": module, "seed": seed, "flag": flag, "shape": [n, d]},
-            arrays={"x": _draw(rng, "offset", (n, d), d)},
+            params={"seed": seed, "flag": flag, "shape": [n, d]},
+            arrays={"x": x},
+        ))
+        probes.append(Probe(
+            id=f"module/flow/{name}",
+            probe="module",
+            params={"segment": "flow", "shape": [n, d], "seed": int(seed)},
+            arrays={"x": x[None]},
+            families=("offset",),
+            scored=(True,),
         ))
     return probes
 

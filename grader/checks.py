@@ -473,19 +473,22 @@ def gradients(ev: Evidence) -> Outcome:
 
 
 def jittable(ev: Evidence) -> Outcome:
-    expected = "init and apply run under jax.jit (and jax.vmap)"
+    """Advice only: whether the module ran under jit is the worker's own word,
+    which the grader cannot check, so it earns no points (SECURITY.md)."""
+    expected = "init and apply run under jax.jit (and jax.vmap), advisory"
     for probe in ev.suite.module_probes("default"):
         meta = ev.meta(probe)
         if meta.get("mode") == "eager":
             err = meta.get("jit_error") if isinstance(meta.get("jit_error"), dict) else {}
-            return Outcome(False, expected, f"under jit: {str(err.get('type', 'Error'))}: {str(err.get('message', ''))}",
-                           ("not_jittable",))
+            return Outcome(False, expected, "under jit it raised: see the note", ("not_jittable",), notes=(
+                f"Your module did not run under jax.jit ({str(err.get('type', 'Error'))}: "
+                f"{str(err.get('message', ''))}); it was graded case by case instead. Real training loops jit "
+                "the step: keep Python control flow off traced values.",))
     return Outcome(True, expected)
 
 
 # --- the init_and_apply flow -------------------------------------------------------
 
-STUB_FORMULA = {0.0: (2.0, 1.0), 1.0: (3.0, -1.0)}  # flag -> (scale, shift): see probes.flow_stub_class
 _SEED_WORDS = ("prng key seed must be an integer", "seed must be", "key must be", "integer")
 _MUTABLE_WORDS = ("immutable", "modifyscopevariable", "cannot update variable")
 _UNPACK_WORDS = ("unpack",)
@@ -495,8 +498,6 @@ def _flow_error_tags(err: dict[str, str]) -> tuple[str, ...]:
     text = f"{err['type']} {err['message']}".lower()
     if err["type"] == "type" and "init_and_apply's result" in text:
         return ("output_not_flat",)
-    if "use_running_average must be a bool" in text:
-        return ("flag_ignored",)
     if any(w in text for w in _MUTABLE_WORDS) or any(w in text for w in _UNPACK_WORDS):
         return ("apply_not_mutable",)
     if "prng" in text or ("seed" in text and any(w in text for w in _SEED_WORDS)):
@@ -523,23 +524,36 @@ def _flow_case(probe: Probe) -> tuple[int, int, float, str]:
     return n, d, flag, f"{'eval' if flag else 'training'} flag on {n}x{d}"
 
 
+def _close(got: np.ndarray, want: np.ndarray) -> bool:
+    """Two runs of the same module agree (NaN where the other has NaN too)."""
+    with np.errstate(invalid="ignore"):
+        same_nan = np.isnan(got) == np.isnan(want)
+        near = np.abs(got - want) <= 1e-5 * (1.0 + np.abs(want))
+    return bool(np.all(same_nan & (near | np.isnan(want))))
+
+
 def flow(ev: Evidence) -> Outcome:
+    """init_and_apply must give what the student's own MyBatchNorm gives under
+    the contract's flow (run by the grader in a module probe on the same seed
+    and input). Judged on behaviour: a flow that differs in spelling but not in
+    result (a float flag used as a condition, mutable only when training) passes."""
     expected = ("init_and_apply(seed: float, x, flag: float): init with PRNGKey(int(seed)), split params and "
-                "batch_stats, apply with bool(flag) and mutable=['batch_stats'], return N*D values in 1-D")
+                "batch_stats, apply in the mode the flag says with mutable=['batch_stats'], return N*D values in 1-D")
     tags: list[str] = []
     problems: list[str] = []
-    for probe in ev.suite.flow_probes("stub"):
+    unjudged = 0
+    for probe in ev.suite.flow_probes():
         result = ev.result(probe)
         n, d, flag, where = _flow_case(probe)
         if result.error is not None:
             tags += _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
             continue
-        if _calls_missing_mutable(result.meta):
+        if _calls_missing_mutable(result.meta) and not flag:
             tags.append("apply_not_mutable")
             problems.append(f"{where}: apply was called without 'batch_stats' in mutable")
         y = result.arrays.get("y")
-        if not isinstance(y, np.ndarray) or y.dtype.kind not in "fiu":
+        if not isinstance(y, np.ndarray) or y.dtype.kind not in "fiub":
             problems.append(f"{where}: returned no numeric array")
             continue
         if y.shape != (n * d,):
@@ -547,29 +561,36 @@ def flow(ev: Evidence) -> Outcome:
                 tags.append("output_not_flat")
             problems.append(f"{where}: returned shape {y.shape}, expected ({n * d},)")
             continue
-        x = probe.arrays["x"].astype(np.float64)
-        got = y.astype(np.float64)
-        outputs = {f: (s * x + c).reshape(-1) for f, (s, c) in STUB_FORMULA.items()}
-        tol = 1e-5 * (1.0 + np.abs(outputs[flag]))
-        if np.all(np.abs(got - outputs[flag]) <= tol):
+        reference = ev.result(ev.suite.flow_reference(probe))
+        try:
+            want = {mode: take(reference.arrays, f"{mode}/y", (1, n, d), "").reshape(-1) for mode in ("train", "eval")}
+        except Malformed:
+            unjudged += 1  # the module itself does not run here: charged in the module checks
             continue
-        other = outputs[1.0 - flag]
-        if np.all(np.abs(got - other) <= 1e-5 * (1.0 + np.abs(other))):
+        got = y.astype(np.float64)
+        mode, other = ("eval", "train") if flag else ("train", "eval")
+        if _close(got, want[mode]):
+            continue
+        if _close(got, want[other]):
             tags.append("flag_ignored")
-            problems.append(f"{where}: the output is the {'training' if flag else 'eval'}-mode one")
-        elif np.allclose(np.sort(got), np.sort(outputs[flag]), rtol=1e-5, atol=1e-5):
+            problems.append(f"{where}: the output is the {other}-mode one")
+        elif np.allclose(np.sort(got), np.sort(want[mode]), rtol=1e-5, atol=1e-5, equal_nan=True):
             tags.append("output_not_flat")
             problems.append(f"{where}: the right values in another order (flatten the (N, D) output row by row)")
         else:
-            problems.append(f"{where}: the output is not the module's (did init_and_apply build its model from MyBatchNorm?)")
+            problems.append(f"{where}: the output is not what your MyBatchNorm gives after init and one apply "
+                            "(did init_and_apply build its model from MyBatchNorm and apply it to x?)")
     if problems:
         return Outcome(False, expected, "; ".join(problems[:3]), tuple(dict.fromkeys(tags)))
+    if unjudged == len(ev.suite.flow_probes()):
+        raise Skip("your MyBatchNorm's init and apply do not run on these inputs (see the module checks), "
+                   "so the flow cannot be compared with them")
     return Outcome(True, expected)
 
 
 def end_to_end(ev: Evidence) -> Outcome:
     expected = "init_and_apply with your MyBatchNorm gives the layer's output in both modes"
-    for probe in ev.suite.flow_probes("own"):
+    for probe in ev.suite.flow_probes():
         result = ev.result(probe)
         n, d, flag, where = _flow_case(probe)
         if result.error is not None:
@@ -645,15 +666,15 @@ CHECKS: tuple[Check, ...] = (
     Check("eval_output", "Eval mode normalizes with the running statistics", 10, eval_output, ("module_runs",)),
     Check("eval_frozen", "Eval mode leaves the running statistics unchanged", 5, eval_frozen, ("module_runs",)),
     Check("given_state", "Trained gamma/beta and running statistics are used correctly", 8, given_state, ("variables",)),
-    Check("jit", "MyBatchNorm works under jax.jit", 4, jittable, ("module_runs",)),
-    Check("gradients", "Gradients flow through the batch statistics", 5, gradients,
-          ("variables", "train_output", "given_state", "jit")),
-    Check("flow", "init_and_apply: init, split, apply(mutable), flatten", 10, flow),
+    Check("gradients", "Gradients flow through the batch statistics", 9, gradients,
+          ("variables", "train_output", "given_state")),
+    Check("flow", "init_and_apply: init, split, apply(mutable), flatten", 10, flow, ("module_runs",)),
     Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end,
           ("flow", "initial_values", "init_guard", "train_output", "eval_output")),
     Check("stability", "Numerical stability with large offsets (advice, no points)", 0, stability, ("train_output",),
           advisory=True),
     Check("mutable_true", "apply's mutable argument (advice, no points)", 0, mutable_true, advisory=True),
+    Check("jit", "MyBatchNorm works under jax.jit (advice, no points)", 0, jittable, ("module_runs",), advisory=True),
 )
 MAX_SCORE = sum(c.weight for c in CHECKS)
 

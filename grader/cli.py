@@ -28,13 +28,15 @@ def _error(message: str, code: int = 2) -> NoReturn:
 def resolve_submission(raw: str) -> Path:
     """A .py file, or a folder holding batchnorm.py."""
     path = Path(raw)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         candidate = path / SUBMISSION_FILE
-        if not candidate.is_file():
+        if not os.path.lexists(candidate):
             raise UsageError(f"folder {raw} has no {SUBMISSION_FILE}")
-        return candidate
-    if not path.exists():
+        return candidate  # a link or a special file there is refused by the grade itself, as a result
+    if not os.path.lexists(path):
         raise UsageError(f"submission {raw} does not exist")
+    if path.is_symlink():
+        return path  # graded as refused: links are never followed
     if path.suffix != ".py" or not path.is_file():
         raise UsageError(f"submission {raw} is not a .py file or a folder holding {SUBMISSION_FILE}")
     return path
@@ -77,6 +79,7 @@ def _percent(text: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     from grader import __version__
+    from grader.isolation import LEVELS
 
     parser = argparse.ArgumentParser(prog="python -m grader", description="Grade the BatchNorm-with-batch_stats exercise.")
     parser.add_argument("--version", action="version", version=f"bn-grader {__version__}")
@@ -87,8 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=_positive(float, "--timeout"), default=60.0, help="seconds per submission (default 60)")
         p.add_argument("--memory-mb", type=_positive(int, "--memory-mb"), default=None, help="resident memory limit of a submission's processes together, MiB (default 4096)")
         p.add_argument("--workers", type=_positive(int, "--workers"), default=None, help="processes per submission (default: 2 on 2+ cores)")
-        p.add_argument("--isolation", choices=("auto", "namespaces", "process"), default="auto",
-                       help="confinement of submissions (default auto: the strongest available; see SECURITY.md)")
+        p.add_argument("--isolation", choices=("auto", *LEVELS), default="auto",
+                       help="confinement of submissions: exactly this level, or refuse (default auto: the strongest "
+                            "available; see SECURITY.md)")
+        p.add_argument("--min-isolation", choices=LEVELS, default=None,
+                       help="refuse to grade (exit 2) if the strongest level available is weaker than this")
 
     g = sub.add_parser("grade", help="grade one submission")
     g.add_argument("path", help=f"a .py file, or a folder holding {SUBMISSION_FILE}")
@@ -125,7 +131,7 @@ def _level(args: argparse.Namespace) -> str:
     from grader.isolation import IsolationError, choose_level
 
     try:
-        return choose_level(args.isolation)
+        return choose_level(args.isolation, getattr(args, "min_isolation", None))
     except IsolationError as err:
         raise UsageError(str(err)) from err
 
@@ -180,7 +186,9 @@ def _examples(args: argparse.Namespace) -> int:
     for column, justify in (("submission", "left"), ("score", "right"), ("diagnosis", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for path in files:
-        result = grade(path, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
+        # The instructor's own examples (links into the project are how the
+        # bundled ones are kept): followed here, unlike a student's upload.
+        result = grade(path.resolve(), secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
                        isolation=_level(args), hide=[folder, *_private_paths(args)])
         table.add_row(path.name, f"{result.score}/{result.max_score}", result.diagnosis)
     Console(highlight=False).print(table)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from grader.cases import Probe, Suite
+from grader.protocol import Failure
 from grader.sandbox import ProbeResult, RunResult
 
 CONTRACT_PARAMS = ("params/gamma", "params/beta")
@@ -41,7 +42,7 @@ class Trajectory:
 
     probe: Probe
     result: ProbeResult
-    cases: int  # how many cases came back (all, or the first few if run eagerly)
+    cases: int  # how many cases came back: always every case sent
     _inputs: dict[object, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -134,13 +135,10 @@ def _phase(prefix: str) -> str:
 
 
 def returned_cases(result: ProbeResult, total: int) -> int:
-    """How many cases came back (all, or the first few when run eagerly); 0 if
-    the arrays disagree or claim more cases than were sent."""
-    counts = {a.shape[0] for a in result.arrays.values() if isinstance(a, np.ndarray) and a.ndim >= 1}
-    if len(counts) != 1:
-        return 0
-    (count,) = counts
-    return count if 0 < count <= total else 0
+    """``total`` if every array holds exactly the ``total`` cases that were sent,
+    else 0: a result missing cases, or with extra ones, is no result."""
+    counts = {a.shape[0] if isinstance(a, np.ndarray) and a.ndim >= 1 else -1 for a in result.arrays.values()}
+    return total if counts == {total} else 0
 
 
 @dataclasses.dataclass
@@ -151,7 +149,8 @@ class Evidence:
     run: RunResult
 
     def result(self, probe: Probe) -> ProbeResult:
-        return self.run.probes.get(probe.id) or ProbeResult(probe.id, {}, {}, {"type": "missing", "message": "no result came back"})
+        return self.run.probes.get(probe.id) or ProbeResult(probe.id, {}, {}, {"type": Failure.MISSING_RESULT.value,
+                                                                  "message": "no result came back"})
 
     _trajectories: dict[str, tuple[list[Trajectory], list[tuple[Probe, dict[str, str]]]]] = dataclasses.field(
         default_factory=dict, repr=False)
@@ -170,8 +169,24 @@ class Evidence:
             if cases:
                 good.append(Trajectory(probe, result, cases))
             if result.error is not None or not cases:
-                bad.append((probe, result.error or {"type": "output", "message": "returned arrays of inconsistent sizes"}))
+                bad.append((probe, result.error or {"type": Failure.OUTPUT.value,
+                                                    "message": "did not return every case it was sent"}))
         return good, bad
 
     def meta(self, probe: Probe) -> dict[str, Any]:
         return self.result(probe).meta
+
+
+def compared_cases(ev: Evidence) -> int:
+    """Cases whose outputs all came back: module cases of complete results, and
+    flows that returned an array."""
+    count = 0
+    for probe in ev.suite.probes:
+        result = ev.run.probes.get(probe.id)
+        if result is None:
+            continue
+        if probe.probe == "module":
+            count += returned_cases(result, len(probe.families))
+        elif result.error is None and "y" in result.arrays:
+            count += 1
+    return count

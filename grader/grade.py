@@ -8,7 +8,8 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from grader.sandbox import Session
+from grader.isolation import choose_level
+from grader.sandbox import RunResult, Session, read_submission
 
 if TYPE_CHECKING:
     from grader.results import GradeResult
@@ -20,6 +21,16 @@ def _own_peak_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _refusal(submission: Path, err: OSError) -> str:
+    """Why a submission path is not graded; never quotes the file's contents."""
+    if os.path.islink(submission):
+        return (f"{submission.name} is a symbolic link; upload the file itself (links are never followed, "
+                "so that a submission cannot be graded as somebody else's file)")
+    if os.path.exists(submission):
+        return f"{submission.name} is not a regular file that can be read; upload the .py file itself"
+    return f"{submission.name} does not exist"
 
 
 def default_workers() -> int:
@@ -40,17 +51,29 @@ def grade(
     or on the practice suite without one. ``hide``: more paths the submission
     must not read (the secret file, where results go)."""
     started = time.monotonic()
-    # Start the submission's processes first: their imports overlap building the suite.
-    with Session(submission, timeout=timeout, workers=workers or default_workers(), memory_mb=memory_mb,
-                 level=isolation, hide=hide) as session:
-        # Imported only now: NumPy and the checks load while the workers import JAX.
-        from grader.cases import build_suite, prepare_expectations
-        from grader.checks import CHECKS, MAX_SCORE, end_to_end, evaluate
-        from grader.evidence import Evidence
-        from grader.results import GradeResult
+    try:
+        source = read_submission(submission)
+    except OSError as err:
+        source, refused = None, _refusal(submission, err)
+    if source is None:
+        from grader.cases import build_suite
 
         suite = build_suite(secret)
-        run = session.run(list(suite.probes), while_waiting=lambda: prepare_expectations(suite))
+        run = RunResult(import_error={"type": "refused", "message": refused}, probes={}, stdout="", stderr="",
+                        isolation=choose_level(isolation), seconds=0.0)
+    else:
+        # Start the submission's processes first: their imports overlap building the suite.
+        with Session(source, timeout=timeout, workers=workers or default_workers(), memory_mb=memory_mb,
+                     level=isolation, hide=[submission.parent, *(hide or [])]) as session:
+            # Imported only now: NumPy and the checks load while the workers import JAX.
+            from grader.cases import build_suite, prepare_expectations
+
+            suite = build_suite(secret)
+            run = session.run(list(suite.probes), while_waiting=lambda: prepare_expectations(suite))
+    from grader.checks import CHECKS, MAX_SCORE, end_to_end, evaluate
+    from grader.evidence import Evidence, compared_cases
+    from grader.results import GradeResult
+
     evidence = Evidence(suite, run)
     checks = evaluate(evidence, CHECKS)
     # What a grader that only compares init_and_apply's output would conclude.
@@ -60,6 +83,8 @@ def grade(
         err = run.import_error
         if err["type"] == "missing":
             problem = f"the submission does not define {err['message']}"
+        elif err["type"] == "refused":
+            problem = err["message"]
         elif err["type"] in ("crash", "timeout", "memory", "protocol"):
             problem = f"the submission's process failed while importing: {err['message']}"
         else:
@@ -75,6 +100,7 @@ def grade(
         checks=checks,
         suite=suite.name,
         cases=suite.case_count,
+        cases_compared=compared_cases(evidence),
         shapes=len(suite.shapes),
         isolation=run.isolation,
         seconds=time.monotonic() - started,

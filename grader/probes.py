@@ -6,7 +6,8 @@ in the grading process. Each probe returns plain arrays and a small JSON ``meta`
 
 Speed: the cases of one shape run as one ``jax.jit(jax.vmap(...))`` program, so a
 suite costs one compile per shape. A submission that cannot be traced is still
-graded: the same segment then runs case by case, eagerly, on the first cases.
+graded: the same segment then runs case by case, eagerly, on every case (the
+grader accepts a result only if it holds every case it sent).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-EAGER_CASES = 6
 MESSAGE_CHARS = 400
 
 
@@ -177,6 +177,22 @@ def _segment_grad(model: Any) -> Callable[..., dict[str, Any]]:
     return run
 
 
+def _segment_flow(model: Any, seed: int) -> Callable[..., dict[str, Any]]:
+    """The contract's flow, run by the grader on the student's module: init with
+    PRNGKey(seed), then one apply with mutable=['batch_stats'] in each mode."""
+    import jax
+
+    def run(x: Any) -> dict[str, Any]:
+        variables = model.init(jax.random.PRNGKey(seed), x, use_running_average=False)
+        out = {}
+        for mode, flag in (("train", False), ("eval", True)):
+            y, _ = _split_apply_result(model.apply(variables, x, use_running_average=flag, mutable=["batch_stats"]))
+            out[f"{mode}/y"] = y
+        return out
+
+    return run
+
+
 def _stack(results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     keys = results[0].keys()
     for r in results[1:]:
@@ -187,7 +203,7 @@ def _stack(results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 def run_segment(fn: Callable[..., dict[str, Any]], args: list[np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Run ``fn`` over the leading (case) axis of ``args``: vmapped and jitted if
-    the student's code allows it, otherwise eagerly on the first few cases."""
+    the student's code allows it, otherwise eagerly, case by case."""
     import jax
 
     try:
@@ -198,7 +214,7 @@ def run_segment(fn: Callable[..., dict[str, Any]], args: list[np.ndarray]) -> tu
         raise
     except Exception as err:  # noqa: BLE001 - any tracing failure means "try eagerly"
         jit_error = describe(err)
-    cases = min(len(args[0]), EAGER_CASES)
+    cases = len(args[0])
     try:
         results = [fn(*(a[i] for a in args)) for i in range(cases)]
     except ProbeError:
@@ -219,6 +235,8 @@ def _segment(model: Any, params: dict[str, Any], arrays: dict[str, np.ndarray]) 
         return _segment_state(model), [arrays[k] for k in ("x", "gamma", "beta", "running_mean", "running_var")]
     if segment == "grad":
         return _segment_grad(model), [arrays[k] for k in ("x", "gamma", "beta", "running_mean", "running_var", "w")]
+    if segment == "flow":
+        return _segment_flow(model, int(params["seed"])), [arrays["x"]]
     raise ProbeError("grader", f"unknown segment {segment!r}")
 
 
@@ -289,47 +307,6 @@ def _recording(cls: type, calls: list[dict[str, Any]]) -> type:
     return type(cls.__name__, (cls,), {"init": init, "apply": apply, "__module__": cls.__module__})
 
 
-def _is_bool(value: Any) -> bool:
-    if isinstance(value, bool | np.bool_):
-        return True
-    return getattr(value, "shape", None) == () and str(getattr(value, "dtype", "")) == "bool"
-
-
-def flow_stub_class() -> type:
-    """A module with the contract's variables but a trivially checkable output.
-
-    Train: ``2x + 1`` and running_mean += 1 (unless initializing); eval: ``3x - 1``.
-    Running the student's ``init_and_apply`` with it tests the flow apart from
-    the student's BatchNorm arithmetic.
-    """
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    class FlowStub(nn.Module):
-        momentum: float = 0.9
-        eps: float = 1e-5
-
-        @nn.compact
-        def __call__(self, x: Any, use_running_average: bool) -> Any:
-            if not _is_bool(use_running_average):
-                raise TypeError(
-                    f"use_running_average must be a bool, got {type(use_running_average).__name__} "
-                    f"{str(use_running_average)[:20]}"
-                )
-            d = x.shape[-1]
-            gamma = self.param("gamma", nn.initializers.ones, (d,))
-            beta = self.param("beta", nn.initializers.zeros, (d,))
-            mean = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((d,), x.dtype))
-            self.variable("batch_stats", "running_var", lambda: jnp.ones((d,), x.dtype))
-            if use_running_average:
-                return gamma * (3.0 * x - 1.0) + beta
-            if not self.is_initializing():
-                mean.value = mean.value + 1.0
-            return gamma * (2.0 * x + 1.0) + beta
-
-    return FlowStub
-
-
 def install_eager_seed_check() -> None:
     """Make jax.random.PRNGKey/key reject float seeds under jit too.
 
@@ -355,8 +332,8 @@ def install_eager_seed_check() -> None:
     jax.random.key = strict(jax.random.key)
 
 
-def _flow_call(submission: ModuleType, own: type, stub: type, params: dict[str, Any], x: Any, calls: list[dict[str, Any]]) -> Any:
-    submission.MyBatchNorm = _recording(own if params["module"] == "own" else stub, calls)
+def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any, calls: list[dict[str, Any]]) -> Any:
+    submission.MyBatchNorm = _recording(own, calls)
     try:
         return submission.init_and_apply(float(params["seed"]), x, float(params["flag"]))
     finally:
@@ -368,11 +345,11 @@ def probe_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], d
     constants in it). None if anything fails: then each runs on its own."""
     import jax
 
-    own, stub = submission.MyBatchNorm, flow_stub_class()
+    own = submission.MyBatchNorm
     calls: list[list[dict[str, Any]]] = [[] for _ in flows]
 
     def merged(xs: list[Any]) -> list[Any]:
-        return [_flow_call(submission, own, stub, header["params"], x, c) for (header, _), x, c in zip(flows, xs, calls)]
+        return [_flow_call(submission, own, header["params"], x, c) for (header, _), x, c in zip(flows, xs, calls)]
 
     try:
         results = jax.jit(merged)([arrays["x"] for _, arrays in flows])
@@ -391,17 +368,17 @@ def probe_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str,
     import jax
 
     calls: list[dict[str, Any]] = []
-    own, stub = submission.MyBatchNorm, flow_stub_class()
+    own = submission.MyBatchNorm
     meta: dict[str, Any] = {}
     try:
         try:
-            result = jax.jit(lambda x: _flow_call(submission, own, stub, params, x, calls))(arrays["x"])
+            result = jax.jit(lambda x: _flow_call(submission, own, params, x, calls))(arrays["x"])
             jax.block_until_ready(result)
             meta["mode"] = "jit"
         except Exception as err:  # noqa: BLE001 - any tracing failure means "try eagerly"
             meta["jit_error"] = describe(err)
             calls.clear()
-            result = _flow_call(submission, own, stub, params, arrays["x"], calls)
+            result = _flow_call(submission, own, params, arrays["x"], calls)
             meta["mode"] = "eager"
     except Exception as err:  # noqa: BLE001 - the student's own error, reported as data
         info = describe(err)

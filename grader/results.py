@@ -14,7 +14,7 @@ class GradeResult:
     max_score: int
     checks: list[CheckResult]
     suite: str  # "hidden" or "practice"
-    cases: int
+    cases: int  # cases in the suite
     shapes: int
     isolation: str
     seconds: float
@@ -23,6 +23,7 @@ class GradeResult:
     problem: str = ""  # one line when the submission as a whole could not be graded normally
     output_only_pass: bool = False  # would an output-only comparison have given full marks?
     peak_rss_mb: float = 0.0  # the submission's processes together, as sampled
+    cases_compared: int = 0  # cases whose every output came back and was compared
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -7,30 +7,35 @@ feeds them probes over a pipe. Results stream back as framed plain data
 (:mod:`grader.wire`), one probe at a time, so what a worker did before it hung,
 crashed or exited keeps its credit:
 
+- every frame is validated before use (kind, ids the grader sent, exactly the
+  cases it sent, sizes within the worker's byte allowance); anything else is a
+  protocol violation charged to the submission with a one-line reason;
 - every probe (or group of probes run as one program) has a time budget; a
   worker over budget, or over the memory limit, is killed with its whole
   process tree, the probe is charged, and a fresh worker takes the rest;
 - at the submission's deadline everything left is charged "time limit exceeded",
   naming the phase (import, module, flow).
+
+What was charged, and why, is kept in a :class:`Ledger`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
+import math
 import os
 import queue
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grader import isolation, wire
+from grader import _confine, cgroups, isolation, proctree, wire
+from grader.protocol import GRADER_ONLY, Failure, Frame
 
 if TYPE_CHECKING:  # imported lazily: workers start before the grader imports NumPy
     import numpy as np
@@ -53,11 +58,14 @@ CHILD_ENV = {
     "XLA_FLAGS": XLA_FAST_COMPILE,
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "PYTHONDONTWRITEBYTECODE": "1",
-    "PYTHONUNBUFFERED": "1",
 }
 MEMORY_POLL_SECONDS = 0.05
 DEFAULT_MEMORY_MB = 4096
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# What a worker may send: its probes' outputs are at most a few times their
+# inputs (float64 instead of float32, a state per step), plus headers.
+BYTES_PER_INPUT_BYTE = 6
+BYTES_PER_WORKER = 4 * 1024 * 1024
+META_KEYS = {"mode": str, "jit_error": dict, "calls": list}
 
 
 @dataclasses.dataclass
@@ -84,6 +92,7 @@ class RunResult:
     timed_out: bool = False
     memory_exceeded: bool = False
     peak_rss_mb: float = 0.0
+    violations: list[str] = dataclasses.field(default_factory=list)
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -93,116 +102,89 @@ def child_env(home: Path) -> dict[str, str]:
     return env
 
 
-# --- process trees -----------------------------------------------------------------
-
-
-def _become_subreaper() -> None:
-    """Orphans of our workers (double forks, setsid) re-parent to us, not to init,
-    so that walking our descendants still finds them."""
-    if sys.platform == "linux":
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-        except (OSError, AttributeError):
-            pass
-
-
-def _parents() -> dict[int, int]:
-    """Parent of every live process (zombies, already dead, are left out)."""
-    parents = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-            if fields[0] != b"Z":
-                parents[int(entry)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return parents
-
-
-def process_children() -> dict[int, list[int]]:
-    """Every process's children, from one scan of /proc."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in _parents().items():
-        children.setdefault(ppid, []).append(pid)
-    return children
-
-
-def descendants(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
-    """``root`` and every process below it (``children``: a scan to reuse)."""
-    children = process_children() if children is None else children
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def kill_tree(root: int) -> None:
-    """SIGKILL ``root``'s whole tree, repeatedly (a fork may race the first pass),
-    until no live process of it is left."""
-    for attempt in range(20):
-        pids = [p for p in descendants(root) if p != os.getpid() and _is_live(p)]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        _reap()
-        if attempt:
-            time.sleep(0.01)
-
-
-def _is_live(pid: int) -> bool:
+def signal_name(number: int) -> str:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
-def _reap() -> None:
-    """Collect orphans that re-parented to us (as subreaper) and have exited."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def clean_error(err: Any) -> dict[str, str]:
+    """A worker's error report as two short strings; kinds only the grader may
+    decide (timeout, memory, ...) cannot be claimed by the worker."""
+    if not isinstance(err, dict):
+        return {"type": Failure.PROTOCOL.value, "message": "malformed error report"}
+    kind = str(err.get("type", "Error"))[:60]
+    if kind in {f.value for f in GRADER_ONLY}:
+        kind = "Error"
+    return {"type": kind, "message": str(err.get("message", ""))[:600]}
 
 
-def resident_bytes(pids: Iterable[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as handle:
-                total += int(handle.read().split()[1]) * PAGE_BYTES
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+def clean_meta(meta: Any) -> dict[str, Any]:
+    """Only the metadata the checks read, of the types they expect. It is the
+    worker's word: checks may use it to withhold points, never to award them."""
+    if not isinstance(meta, dict):
+        return {}
+    out = {k: v for k, v in meta.items() if k in META_KEYS and isinstance(v, META_KEYS[k])}
+    if "calls" in out:
+        out["calls"] = [c for c in out["calls"][:16] if isinstance(c, dict)]
+    if "jit_error" in out:
+        out["jit_error"] = clean_error(out["jit_error"])
+    return out
+
+
+def case_count(probe: Probe) -> int | None:
+    """How many cases a module probe's every output array must hold (None: flows)."""
+    return len(probe.families) if probe.probe == "module" else None
+
+
+# --- the ledger: what was charged, and why ------------------------------------------
+
+
+class Ledger:
+    """Results per probe, first word wins: a probe is charged once, for the
+    first thing that went wrong with it."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, ProbeResult] = {}
+        self.import_error: dict[str, str] | None = None
+        self.violations: list[str] = []
+
+    def charge(self, probe_id: str, kind: Failure, message: str) -> None:
+        if probe_id not in self.results:
+            self.results[probe_id] = ProbeResult(probe_id, {}, {}, {"type": kind.value, "message": message})
+
+    def record(self, result: ProbeResult) -> None:
+        self.results.setdefault(result.id, result)
+
+    def fail_import(self, kind: str, message: str) -> None:
+        if self.import_error is None:
+            self.import_error = {"type": kind, "message": message}
+
+    def violation(self, reason: str) -> None:
+        self.violations.append(reason)
 
 
 # --- one worker --------------------------------------------------------------------
 
 
 class _Worker:
-    """One submission process and the threads that feed and read it."""
+    """One submission process, the threads that feed and read it, and its state:
+    what it was given, what it is doing, and how many bytes it may still send."""
 
     def __init__(self, session: Session, index: int, merge: bool):
         self.index = index
-        self.inbox = session.inbox
+        self.plan: dict[str, Probe] = {}
         self.ready = False
         self.started = time.monotonic()
         self.current: str | None = None  # probe id, GROUP, or None between probes
         self.current_ids: list[str] = []
         self.current_since = self.started
         self.stopped = False
+        self.allowance = BYTES_PER_WORKER
+        self._allowance_lock = threading.Lock()
+        self._inbox = session.inbox
+        self._uid = session.uid
         job_read, self._job_write = os.pipe()
         self._result_read, result_write = os.pipe()
         self.stdout = open(session.logs / f"stdout.{index}", "w+b")  # noqa: SIM115
@@ -214,20 +196,26 @@ class _Worker:
             stderr=self.stderr,
             pass_fds=(job_read, result_write),
             env=child_env(session.scratch.home),
-            cwd=session.scratch.home,
+            cwd=session.scratch.root,
             start_new_session=True,
         )
         os.close(job_read)
         os.close(result_write)
         self._pending: queue.Queue[bytes | None] = queue.Queue()
-        self._pending.put(wire.encode({"kind": "job", "path": str(session.scratch.submission), "merge": merge}))
+        self._pending.put(wire.encode({"kind": Frame.JOB.value, "path": str(session.scratch.submission), "merge": merge}))
         threading.Thread(target=self._feed, daemon=True).start()
         threading.Thread(target=self._read, daemon=True).start()
 
-    def send(self, probes: Iterable[Probe]) -> None:
-        for p in probes:
-            self._pending.put(wire.encode({"kind": "probe", "id": p.id, "probe": p.probe, "params": p.params}, p.arrays))
-        self._pending.put(wire.encode({"kind": "end"}))
+    def assign(self, plan: list[Probe]) -> None:
+        """Send the worker its probes; from now on it may send results for them,
+        and bytes in proportion to their inputs."""
+        self.plan = {p.id: p for p in plan}
+        with self._allowance_lock:
+            self.allowance += BYTES_PER_INPUT_BYTE * sum(a.nbytes for p in plan for a in p.arrays.values())
+        for p in plan:
+            self._pending.put(wire.encode({"kind": Frame.PROBE.value, "id": p.id, "probe": p.probe, "params": p.params},
+                                          p.arrays))
+        self._pending.put(wire.encode({"kind": Frame.END.value}))
         self._pending.put(None)
 
     def _feed(self) -> None:
@@ -247,16 +235,21 @@ class _Worker:
                 pass
 
     def _read(self) -> None:
+        """Frames to the session's inbox; anything malformed ends the stream."""
         with os.fdopen(self._result_read, "rb") as pipe:
             try:
-                while (frame := wire.read(pipe)) is not None:
-                    self.inbox.put((self.index, frame))
-            except (wire.WireError, EOFError, OSError, ValueError) as err:
-                self.inbox.put((self.index, ("broken", str(err)[:200])))
-        self.inbox.put((self.index, None))
+                while (frame := wire.read(pipe, self.allowance)) is not None:
+                    with self._allowance_lock:
+                        self.allowance -= sum(a.nbytes for a in frame[1].values())
+                    self._inbox.put((self.index, frame))
+            except (wire.WireError, EOFError, OSError, ValueError, RecursionError, MemoryError) as err:
+                self._inbox.put((self.index, ("broken", str(err)[:200])))
+            except Exception as err:  # noqa: BLE001 - whatever a worker sends, the grader goes on
+                self._inbox.put((self.index, ("broken", type(err).__name__)))
+        self._inbox.put((self.index, None))
 
     def pids(self, children: dict[int, list[int]] | None = None) -> list[int]:
-        return descendants(self.process.pid, children)
+        return proctree.descendants(self.process.pid, children)
 
     def stop(self) -> None:
         """SIGKILL the worker's process group, without waiting (see kill)."""
@@ -270,7 +263,7 @@ class _Worker:
         """Kill the whole tree, including what left the process group, and wait."""
         if self.stopped:
             return
-        kill_tree(self.process.pid)
+        proctree.kill_tree(self.process.pid)
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -283,7 +276,7 @@ class _Worker:
             self.kill()
             code = self.process.returncode
         if code is not None and code < 0:
-            return f"the process was killed by signal {signal.Signals(-code).name}"
+            return f"the process was killed by {signal_name(-code)}"
         return f"the process exited with status {code}"
 
     @property
@@ -319,215 +312,332 @@ def _split(probes: list[Probe], workers: int) -> list[list[Probe]]:
     return [[p for _, p in sorted(g, key=lambda item: (item[1].probe != "flow", item[0]))] for g in groups if g]
 
 
-def _clean_error(err: Any) -> dict[str, str]:
-    if not isinstance(err, dict):
-        return {"type": "protocol", "message": "malformed error report"}
-    return {
-        "type": str(err.get("type", "Error"))[:60],
-        "message": str(err.get("message", ""))[:600],
-    }
+class ProtocolViolation(Exception):
+    """A frame that breaks the protocol; the message says how, for the student."""
+
+
+def _validated_result(worker: _Worker, header: dict[str, Any], arrays: dict[str, np.ndarray],
+                      ledger: Ledger) -> ProbeResult:
+    """A result frame as a ProbeResult, or ProtocolViolation: an id the worker
+    was given and has not answered yet, and exactly the cases it was sent."""
+    probe_id = header.get("id")
+    if not isinstance(probe_id, str) or probe_id not in worker.plan:
+        raise ProtocolViolation("it sent a result for a probe it was not given")
+    if probe_id in ledger.results:
+        raise ProtocolViolation(f"it sent a second result for {probe_id}")
+    expected_cases = case_count(worker.plan[probe_id])
+    err = header.get("error")
+    if expected_cases is not None and arrays:
+        counts = {a.shape[0] if a.ndim else -1 for a in arrays.values()}
+        if counts != {expected_cases}:
+            got = ", ".join(str(c) for c in sorted(counts))
+            raise ProtocolViolation(f"it returned {got} cases for {probe_id}, which was sent {expected_cases}")
+    seconds = header.get("seconds")
+    return ProbeResult(
+        probe_id, arrays, clean_meta(header.get("meta")), clean_error(err) if err is not None else None,
+        float(seconds) if isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0 else 0.0,
+    )
 
 
 class Session:
     """A submission's processes, started early so their imports overlap our work."""
 
-    def __init__(self, submission: Path, *, timeout: float, workers: int = 2,
+    def __init__(self, submission: bytes, *, timeout: float, workers: int = 2,
                  memory_mb: int | None = None, level: str | None = None, hide: list[Path] | None = None):
-        self.submission = submission.resolve()
         self.timeout = timeout
         self.memory_bytes = (memory_mb or DEFAULT_MEMORY_MB) * 1024 * 1024
         self.probe_budget = max(3.0, timeout / 6)
         self.started = time.monotonic()
         self.level = isolation.choose_level(level)
-        _become_subreaper()
+        self.uid = isolation.worker_uid(self.level) if self.level == "uid" else None
+        self.worker_count = max(1, workers)
+        proctree.become_subreaper()
         # Processes of ours from before this session are none of its business.
-        self._preexisting = set(descendants(os.getpid()))
-        self._work = tempfile.TemporaryDirectory(prefix="bngrade-work-")
-        self._logs = tempfile.TemporaryDirectory(prefix="bngrade-logs-")
-        self.logs = Path(self._logs.name)
-        self.scratch = isolation.prepare_scratch(Path(self._work.name), self.submission, self.level)
-        hidden = isolation.hidden_paths([self.submission.parent, self.logs, *(hide or [])])
-        isolation.write_config(self.scratch, self.level, hidden, int(timeout) + 5)
+        self._preexisting = set(proctree.descendants(os.getpid()))
+        if self.uid is not None:
+            proctree.kill_uid(self.uid)  # anything a crashed earlier grader left under this uid
+        self._work = tempfile.mkdtemp(prefix="bngrade-work-")
+        self._logs = tempfile.mkdtemp(prefix="bngrade-logs-")
+        os.chmod(self._logs, 0o700)
+        self.logs = Path(self._logs)
+        self.scratch = isolation.prepare_scratch(Path(self._work), submission, self.level)
+        hidden = isolation.hidden_paths([self.logs, *(hide or [])])
+        if self.level == "uid" and not _confine.landlock_abi():
+            isolation.protect(hidden, self.scratch.root)  # no Landlock to deny them: permissions must
+            isolation.make_traversable(isolation._python_dirs())
+        self.group = cgroups.create(self.memory_bytes, isolation.MAX_PROCESSES * self.worker_count) \
+            if self.level in ("namespaces", "uid") else None
+        isolation.write_config(self.scratch, self.level, hidden, int(timeout) + 5,
+                               self.group.procs_files if self.group else [])
         self.inbox: queue.Queue = queue.Queue()
         self._count = 0
-        self.workers = [self._spawn() for _ in range(max(1, workers))]
-        self._retired: list[_Worker] = []
+        self.workers: list[_Worker] = []
         self.peak_rss = 0
+        # Started now: their imports overlap building the suite.
+        self.first = [self._spawn() for _ in range(self.worker_count)]
 
     def _spawn(self, merge: bool = True) -> _Worker:
         worker = _Worker(self, self._count, merge)
         self._count += 1
+        self.workers.append(worker)
         return worker
 
     def run(self, probes: list[Probe], while_waiting: Callable[[], None] | None = None) -> RunResult:
         """Send ``probes``, call ``while_waiting`` (work that overlaps the workers'),
         then collect results until every worker is done or the deadline passes."""
-        deadline = self.started + self.timeout
-        results: dict[str, ProbeResult] = {}
-        import_error: dict[str, str] | None = None
-        memory_exceeded = False
-        plan = {w.index: group for w, group in zip(self.workers, _split(probes, len(self.workers)))}
-        live = {w.index: w for w in self.workers}
-        for w in self.workers:
-            w.send(plan.get(w.index, []))
-        if while_waiting is not None:
-            while_waiting()
-
-        def charge(probe_id: str, kind: str, message: str) -> None:
-            if probe_id not in results:
-                results[probe_id] = ProbeResult(probe_id, {}, {}, {"type": kind, "message": message})
-
-        def retire(index: int, kind: str, reason: str, import_phase: bool = False) -> None:
-            """Charge what the worker was doing; a fresh worker takes the rest."""
-            nonlocal import_error
-            worker = live.pop(index)
-            worker.kill()
-            self._retired.append(worker)
-            if import_phase and import_error is None:
-                import_error = {"type": kind, "message": reason}
-            if import_error is not None:
-                return
-            todo = [p for p in plan.get(index, []) if p.id not in results]
-            # A worker that failed while running several probes as one program
-            # (GROUP) is charged nothing here: the replacement runs them one by one,
-            # so that only the probe at fault is charged.
-            if worker.current not in (None, GROUP):
-                charge(worker.current, kind, f"{reason} during this probe")
-                todo = [p for p in todo if p.id != worker.current]
-            elif worker.current is None and kind != "crash":
-                for p in todo:
-                    charge(p.id, kind, reason)
-                todo = []
-            if todo and time.monotonic() < deadline:
-                replacement = self._spawn(merge=False)
-                plan[replacement.index] = todo
-                live[replacement.index] = replacement
-                replacement.send(todo)
-            else:
-                for p in todo:
-                    charge(p.id, kind, f"{reason} before this probe ran")
-
-        next_memory_check = 0.0
-        while live:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            # Over memory or over budget: kill the worker and move on. Memory is
-            # sampled every MEMORY_POLL_SECONDS (one /proc scan), not on every frame.
-            if now >= next_memory_check:
-                next_memory_check = now + MEMORY_POLL_SECONDS
-                children = process_children()
-                usage = {i: resident_bytes(w.pids(children)) for i, w in live.items()}
-                self.peak_rss = max(self.peak_rss, sum(usage.values()))
-                if sum(usage.values()) > self.memory_bytes:
-                    memory_exceeded = True
-                    heaviest = live[max(usage, key=usage.__getitem__)]
-                    limit_mb = self.memory_bytes // (1024 * 1024)
-                    retire(heaviest.index, "memory", f"memory limit of {limit_mb} MiB exceeded ({heaviest.phase} phase)",
-                           import_phase=not heaviest.ready)
-                    continue
-            over = [w for w in live.values() if w.ready and w.current is not None
-                    and now - w.current_since > self.probe_budget * (2 if w.current == GROUP else 1)]
-            if over:
-                w = over[0]
-                retire(w.index, "timeout", f"time limit of {self.probe_budget:g} s per check exceeded ({w.phase} phase)")
-                continue
-            try:
-                index, frame = self.inbox.get(timeout=max(0.001, min(next_memory_check, deadline) - now))
-            except queue.Empty:
-                continue
-            worker = live.get(index)
-            if worker is None:
-                continue
-            if frame is None:
-                retire(index, "crash", worker.exit_reason() + ("" if worker.ready else " while importing the submission"),
-                       import_phase=not worker.ready)
-                continue
-            if isinstance(frame[0], str):
-                retire(index, "protocol", f"it sent a malformed message ({frame[1]})", import_phase=not worker.ready)
-                continue
-            header, arrays = frame
-            kind = header.get("kind")
-            if kind == "ready":
-                worker.ready = True
-                if header.get("error") is not None:
-                    if import_error is None:
-                        import_error = _clean_error(header["error"])
-                    retire(index, "import", "the import failed")
-            elif kind == "done":
-                # Everything has been sent: no need to wait for JAX to tear down
-                # (close() makes sure nothing of it is left).
-                worker.current = None
-                worker.stop()
-                retire(index, "crash", "the process stopped early")
-            elif kind == "start":
-                group = header.get("group")
-                worker.current = GROUP if isinstance(group, list) else str(header.get("id"))
-                worker.current_ids = [str(g) for g in group] if isinstance(group, list) else [worker.current]
-                worker.current_since = time.monotonic()
-            elif kind == "result":
-                probe_id = str(header.get("id"))
-                if probe_id in {p.id for p in plan.get(index, [])} and probe_id not in results:
-                    meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
-                    err = header.get("error")
-                    seconds = header.get("seconds")
-                    results[probe_id] = ProbeResult(
-                        probe_id, arrays, meta, _clean_error(err) if err is not None else None,
-                        float(seconds) if isinstance(seconds, int | float) else 0.0,
-                    )
-                if worker.current != GROUP or all(i in results for i in worker.current_ids):
-                    worker.current = None
-                    worker.current_since = time.monotonic()
-        timed_out = bool(live)
-        for w in list(live.values()):
-            phase = w.phase
-            w.kill()
-            if not w.ready and import_error is None:
-                import_error = {"type": "timeout", "message": f"time limit of {self.timeout:g} s exceeded while importing the submission"}
-            self._retired.append(w)
-            for p in plan.get(w.index, []):
-                charge(p.id, "timeout", f"time limit of {self.timeout:g} s exceeded ({phase} phase)")
-        if import_error is None:
-            for p in probes:
-                charge(p.id, "timeout", f"time limit of {self.timeout:g} s exceeded")
-        every = self._retired
-        # Every worker imports the submission: show each distinct output once.
-        stdout = "".join(dict.fromkeys(_read_capped(w.stdout) for w in every))
-        stderr = "".join(dict.fromkeys(_read_capped(w.stderr) for w in every))
-        return RunResult(
-            import_error=import_error,
-            probes=results,
-            stdout=stdout[: 2 * OUTPUT_KEEP_BYTES],
-            stderr=stderr[: 2 * OUTPUT_KEEP_BYTES],
-            isolation=self.level,
-            seconds=time.monotonic() - self.started,
-            timed_out=timed_out,
-            memory_exceeded=memory_exceeded,
-            peak_rss_mb=self.peak_rss / (1024 * 1024),
-        )
+        return _Run(self, probes).go(while_waiting)
 
     def close(self) -> None:
-        for w in self.workers + self._retired:
+        for w in self.workers:
             w.stopped = False
             w.kill()
             w.stdout.close()
             w.stderr.close()
+        if self.group is not None:
+            self.group.remove()
+        if self.uid is not None:
+            proctree.kill_uid(self.uid)
         # Daemons that left their worker (double fork, setsid) re-parented to us,
         # the subreaper: whatever is new below us now is theirs. (One session per
         # grading process at a time: batch grading gives each submission its own.)
-        for pid in descendants(os.getpid()):
+        for pid in proctree.descendants(os.getpid()):
             if pid != os.getpid() and pid not in self._preexisting:
-                kill_tree(pid)
-        _reap()
-        self._work.cleanup()
-        self._logs.cleanup()
-        try:
-            self.scratch.new_root.rmdir()  # only ever a mount point, inside the worker
-        except OSError:
-            pass
+                proctree.kill_tree(pid)
+        proctree.reap()
+        if self.uid is not None:
+            proctree.remove_owned(self.uid)
+        for path in (self._work, self._logs, str(self.scratch.new_root)):
+            proctree.remove_tree(path)
 
     def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Run:
+    """One ``Session.run``: a loop that reads frames and dispatches each to a
+    handler, between watchdog passes (deadline, per-probe budget, memory)."""
+
+    def __init__(self, session: Session, probes: list[Probe]):
+        self.session = session
+        self.probes = probes
+        self.deadline = session.started + session.timeout
+        self.ledger = Ledger()
+        self.memory_exceeded = False
+        self.live: dict[int, _Worker] = {w.index: w for w in session.first}
+        plans = _split(probes, len(session.first))
+        for i, w in enumerate(session.first):
+            w.assign(plans[i] if i < len(plans) else [])
+        self._oom_kills = session.group.oom_kills() if session.group else 0
+        self._handlers = {
+            Frame.READY.value: self._on_ready,
+            Frame.START.value: self._on_start,
+            Frame.RESULT.value: self._on_result,
+            Frame.DONE.value: self._on_done,
+        }
+
+    # --- charging and replacing workers
+
+    def retire(self, worker: _Worker, kind: Failure | str, reason: str, import_phase: bool = False) -> None:
+        """Charge what the worker was doing; a fresh worker takes the rest.
+
+        A worker that failed while running several probes as one program (GROUP)
+        is charged nothing here: the replacement runs them one by one, so that
+        only the probe at fault is charged. A worker that failed between probes
+        for a reason other than a crash charges everything it still had.
+        """
+        ledger = self.ledger
+        self.live.pop(worker.index, None)
+        worker.kill()
+        kind = Failure(kind)
+        if import_phase:
+            ledger.fail_import(kind.value, reason)
+        if ledger.import_error is not None:
+            return
+        todo = [p for p in worker.plan.values() if p.id not in ledger.results]
+        if worker.current not in (None, GROUP):
+            ledger.charge(worker.current, kind, f"{reason} during this probe")
+            todo = [p for p in todo if p.id != worker.current]
+        elif worker.current is None and kind != Failure.CRASH:
+            for p in todo:
+                ledger.charge(p.id, kind, reason)
+            todo = []
+        if todo and time.monotonic() < self.deadline:
+            replacement = self.session._spawn(merge=False)
+            replacement.assign(todo)
+            self.live[replacement.index] = replacement
+        else:
+            for p in todo:
+                ledger.charge(p.id, kind, f"{reason} before this probe ran")
+
+    def violation(self, worker: _Worker, reason: str) -> None:
+        self.ledger.violation(reason)
+        self.retire(worker, Failure.PROTOCOL, f"{reason} (a protocol violation)", import_phase=not worker.ready)
+
+    # --- frame handlers
+
+    def _on_ready(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
+        if worker.ready or arrays:
+            raise ProtocolViolation("it announced itself twice")
+        worker.ready = True
+        error = header.get("error")
+        if error is not None:
+            err = clean_error(error)
+            if isinstance(error, dict) and error.get("type") == Failure.MISSING_NAMES.value:
+                err["type"] = Failure.MISSING_NAMES.value
+            if self.ledger.import_error is None:
+                self.ledger.import_error = err
+            self.retire(worker, Failure.IMPORT, "the import failed")
+
+    def _on_start(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
+        group = header.get("group")
+        probe_id = header.get("id")
+        ids = group if isinstance(group, list) else [probe_id]
+        if not worker.ready or arrays or not ids or not all(isinstance(i, str) and i in worker.plan for i in ids):
+            raise ProtocolViolation("it started a probe it was not given")
+        worker.current = GROUP if isinstance(group, list) else probe_id
+        worker.current_ids = list(ids)
+        worker.current_since = time.monotonic()
+
+    def _on_result(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
+        if not worker.ready:
+            raise ProtocolViolation("it sent a result before importing the submission")
+        self.ledger.record(_validated_result(worker, header, arrays, self.ledger))
+        if worker.current != GROUP or all(i in self.ledger.results for i in worker.current_ids):
+            worker.current = None
+            worker.current_since = time.monotonic()
+
+    def _on_done(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
+        # Everything has been sent: no need to wait for JAX to tear down
+        # (close() makes sure nothing of it is left).
+        worker.current = None
+        worker.stop()
+        self.retire(worker, Failure.CRASH, "the process stopped early")
+
+    # --- the loop
+
+    def _watch(self, now: float) -> bool:
+        """Memory and per-probe budgets; True if a worker was retired."""
+        session = self.session
+        children = proctree.process_children()
+        usage = {i: proctree.resident_bytes(w.pids(children)) for i, w in self.live.items()}
+        if session.group is None or not session.group.limits_memory:
+            # No cgroup counts shared memory for us: count what workers keep in
+            # memfd/tmpfs files (and, for a dedicated uid, /dev/shm and SysV).
+            shared = proctree.shared_memory_bytes([p for w in self.live.values() for p in w.pids(children)],
+                                                  session.uid)
+            if usage:
+                usage[next(iter(usage))] += shared
+        session.peak_rss = max(session.peak_rss, sum(usage.values()))
+        if usage and sum(usage.values()) > session.memory_bytes:
+            self.memory_exceeded = True
+            heaviest = self.live[max(usage, key=usage.__getitem__)]
+            self.retire(heaviest, Failure.MEMORY, self._memory_reason(heaviest), import_phase=not heaviest.ready)
+            return True
+        over = [w for w in self.live.values() if w.ready and w.current is not None
+                and now - w.current_since > session.probe_budget * (2 if w.current == GROUP else 1)]
+        if over:
+            w = over[0]
+            self.retire(w, Failure.TIMEOUT,
+                        f"time limit of {session.probe_budget:g} s per check exceeded ({w.phase} phase)")
+            return True
+        return False
+
+    def _memory_reason(self, worker: _Worker) -> str:
+        limit_mb = self.session.memory_bytes // (1024 * 1024)
+        return f"memory limit of {limit_mb} MiB exceeded ({worker.phase} phase)"
+
+    def _ended(self, worker: _Worker) -> None:
+        """The worker's channel closed without DONE: it crashed, or the kernel
+        killed it for memory (its cgroup counted an OOM kill)."""
+        group = self.session.group
+        if group is not None and group.oom_kills() > self._oom_kills:
+            self._oom_kills = group.oom_kills()
+            self.memory_exceeded = True
+            self.retire(worker, Failure.MEMORY, self._memory_reason(worker), import_phase=not worker.ready)
+            return
+        reason = worker.exit_reason() + ("" if worker.ready else " while importing the submission")
+        self.retire(worker, Failure.CRASH, reason, import_phase=not worker.ready)
+
+    def go(self, while_waiting: Callable[[], None] | None) -> RunResult:
+        session = self.session
+        if while_waiting is not None:
+            while_waiting()
+        next_check = 0.0
+        while self.live:
+            now = time.monotonic()
+            if now >= self.deadline:
+                break
+            if now >= next_check:
+                next_check = now + MEMORY_POLL_SECONDS
+                if self._watch(now):
+                    continue
+            try:
+                index, frame = session.inbox.get(timeout=max(0.001, min(next_check, self.deadline) - now))
+            except queue.Empty:
+                continue
+            worker = self.live.get(index)
+            if worker is None:
+                continue
+            if frame is None:
+                self._ended(worker)
+                continue
+            if isinstance(frame[0], str):
+                self.violation(worker, f"it sent a malformed message ({frame[1]})")
+                continue
+            header, arrays = frame
+            handler = self._handlers.get(header.get("kind"))
+            try:
+                if handler is None:
+                    raise ProtocolViolation("it sent a message of an unknown kind")
+                handler(worker, header, arrays)
+            except ProtocolViolation as violation:
+                self.violation(worker, str(violation))
+        return self._finish()
+
+    def _finish(self) -> RunResult:
+        session, ledger = self.session, self.ledger
+        timed_out = bool(self.live)
+        for w in list(self.live.values()):
+            phase = w.phase
+            w.kill()
+            if not w.ready:
+                ledger.fail_import(Failure.TIMEOUT.value,
+                                   f"time limit of {session.timeout:g} s exceeded while importing the submission")
+            for p in w.plan.values():
+                ledger.charge(p.id, Failure.TIMEOUT, f"time limit of {session.timeout:g} s exceeded ({phase} phase)")
+        if ledger.import_error is None:
+            for p in self.probes:
+                ledger.charge(p.id, Failure.MISSING_RESULT, "no result came back")
+        # Every worker imports the submission: show each distinct output once.
+        stdout = "".join(dict.fromkeys(_read_capped(w.stdout) for w in session.workers))
+        stderr = "".join(dict.fromkeys(_read_capped(w.stderr) for w in session.workers))
+        return RunResult(
+            import_error=ledger.import_error,
+            probes=ledger.results,
+            stdout=stdout[: 2 * OUTPUT_KEEP_BYTES],
+            stderr=stderr[: 2 * OUTPUT_KEEP_BYTES],
+            isolation=session.level,
+            seconds=time.monotonic() - session.started,
+            timed_out=timed_out,
+            memory_exceeded=self.memory_exceeded,
+            peak_rss_mb=session.peak_rss / (1024 * 1024),
+            violations=ledger.violations,
+        )
+
+
+def read_submission(path: Path) -> bytes:
+    """The submission's bytes, from a regular file reached without following a
+    link at the last step (O_NOFOLLOW) and re-checked on the open descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not (info.st_mode & 0o170000 == 0o100000):
+            raise OSError(f"{path} is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(isolation.MAX_FILE_BYTES)
+    finally:
+        os.close(fd)
+

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 MAX_HEADER_BYTES = 256 * 1024
 MAX_FRAME_BYTES = 512 * 1024 * 1024
+MAX_INT = 2**53  # JSON numbers beyond this are not plain data (and overflow float())
+MAX_STRING = 4096
+MAX_DEPTH = 8
 ALLOWED_DTYPES = {"float32", "float64", "int32", "int64", "uint32", "bool"}
 _LEN = struct.Struct(">I")
 
@@ -27,9 +30,20 @@ class WireError(ValueError):
     """A frame that is malformed, too large, or of a type the reader refuses."""
 
 
-def _plain(value: Any, where: str) -> None:
-    """Reject anything in a header that is not plain JSON data."""
-    if value is None or type(value) in (bool, int, str):
+def _plain(value: Any, where: str, depth: int = 0) -> None:
+    """Reject anything in a header that is not small, plain JSON data: bounded
+    integers, strings and nesting, finite floats."""
+    if depth > MAX_DEPTH:
+        raise WireError(f"nesting deeper than {MAX_DEPTH} in {where}")
+    if value is None or type(value) is bool:
+        return
+    if type(value) is int:
+        if not -MAX_INT <= value <= MAX_INT:
+            raise WireError(f"integer out of range in {where}")
+        return
+    if type(value) is str:
+        if len(value) > MAX_STRING:
+            raise WireError(f"string longer than {MAX_STRING} characters in {where}")
         return
     if type(value) is float:
         if not math.isfinite(value):
@@ -37,13 +51,13 @@ def _plain(value: Any, where: str) -> None:
         return
     if type(value) is list:
         for item in value:
-            _plain(item, where)
+            _plain(item, where, depth + 1)
         return
     if type(value) is dict:
         for key, item in value.items():
-            if type(key) is not str:
-                raise WireError(f"non-string key in {where}")
-            _plain(item, where)
+            if type(key) is not str or len(key) > MAX_STRING:
+                raise WireError(f"non-string or overlong key in {where}")
+            _plain(item, where, depth + 1)
         return
     raise WireError(f"unsupported value of type {type(value).__name__} in {where}")
 
@@ -88,7 +102,7 @@ def _np():  # noqa: ANN202
     return numpy
 
 
-def _array_specs(header: dict[str, Any]) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
+def _array_specs(header: dict[str, Any], budget: int) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
     specs = header.get("arrays")
     if type(specs) is not list:
         raise WireError("header has no list of arrays")
@@ -106,15 +120,20 @@ def _array_specs(header: dict[str, Any]) -> list[tuple[str, np.dtype, tuple[int,
         np_dtype = _np().dtype(dtype).newbyteorder("<")
         nbytes = math.prod(shape) * np_dtype.itemsize
         total += nbytes
-        if total > MAX_FRAME_BYTES:
-            raise WireError(f"frame declares more than {MAX_FRAME_BYTES} bytes of arrays")
+        if total > budget:
+            raise WireError(f"frame declares more than the {budget} bytes of arrays it may send")
         names.add(name)
         out.append((name, np_dtype, tuple(shape), nbytes))
     return out
 
 
-def read(stream: BinaryIO) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """The next frame from ``stream``, or None at a clean end of stream."""
+def read(stream: BinaryIO, budget: int = MAX_FRAME_BYTES) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """The next frame from ``stream``, or None at a clean end of stream.
+
+    ``budget``: how many bytes of arrays this frame may declare (the reader of
+    an untrusted stream passes what is left of the sender's allowance), checked
+    before a single array byte is read.
+    """
     prefix = stream.read(_LEN.size)
     if not prefix:
         return None
@@ -125,13 +144,13 @@ def read(stream: BinaryIO) -> tuple[dict[str, Any], dict[str, np.ndarray]] | Non
         raise WireError(f"header of {length} bytes exceeds {MAX_HEADER_BYTES}")
     try:
         header = json.loads(_read_exact(stream, length))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
         raise WireError("header is not valid JSON") from err
     if type(header) is not dict:
         raise WireError("header is not a JSON object")
     _plain(header, "header")
     arrays = {}
-    specs = _array_specs(header)
+    specs = _array_specs(header, min(budget, MAX_FRAME_BYTES))
     for name, dtype, shape, nbytes in specs:
         raw = _read_exact(stream, nbytes)
         arrays[name] = _np().frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))

@@ -10,6 +10,7 @@ from grader.pitfalls import TAGS
 from tests.conftest import CORRECT, ROOT, WRONG, declared_pitfalls
 
 pytestmark = pytest.mark.slow
+ADVISORY_TAGS = {"not_jittable"}
 
 
 @pytest.mark.parametrize("path", CORRECT + [ROOT / "solution" / "batchnorm.py"], ids=lambda p: p.stem)
@@ -30,7 +31,8 @@ def test_wrong_submission_is_caught_and_named_exactly(path: Path, grade_file):
     run = grade_file(path)
     assert run.code == 0, run.stderr
     assert "internal error" not in run.stderr
-    assert run.results["score"] < 100
+    if not set(tags) <= ADVISORY_TAGS:  # advice costs nothing: the grader cannot verify it
+        assert run.results["score"] < 100
     assert sorted(run.results["extra_data"]["tags"]) == sorted(tags)
     for tag in tags:
         failed = [t for t in run.results["tests"] if tag in t["tags"]]

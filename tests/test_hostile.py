@@ -1,4 +1,6 @@
-"""Hostile submissions, graded end to end at both isolation levels.
+"""Hostile submissions, graded end to end at every isolation level: as root with
+and without namespaces, and as an unprivileged user with user namespaces or
+Landlock (the grader then runs as ``nobody`` from a readable copy).
 
 Each file in tests/submissions/hostile/ declares in its header what it does, the
 score it must get and a word of the reason it must be given; ``# levels:``
@@ -17,14 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from grader.isolation import namespaces_available
-from tests.conftest import HOSTILE, ROOT, run_cli
+from grader.isolation import available_levels
+from tests.conftest import HOSTILE, ROOT
+from tests.levels import available_as_nobody, run_cli_as
 
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 8
 SECRET = "hostile-suite-secret-Zq7"
-LEVELS = ["namespaces", "process"]
+LEVELS = ["namespaces", "uid", "userns", "landlock", "process"]
+USER_LEVELS = {"userns", "landlock"}  # run by an unprivileged user
 
 
 def _header(path: Path) -> dict[str, str]:
@@ -44,8 +48,9 @@ def _cases() -> list:
         levels = _header(path).get("levels", "both")
         for level in LEVELS:
             marks = []
-            if level == "namespaces" and not namespaces_available():
-                marks.append(pytest.mark.skip(reason="needs root and unshare"))
+            here = available_as_nobody() if level in USER_LEVELS else available_levels()
+            if level not in here:
+                marks.append(pytest.mark.skip(reason=f"isolation level {level} is not available on this machine"))
             if levels != "both" and level not in levels.split():
                 continue  # SECURITY.md: this level does not defend against it
             cases.append(pytest.param(path, level, id=f"{path.stem}-{level}", marks=marks))
@@ -58,12 +63,16 @@ def _repo_state() -> str:
     return status.stdout if status.returncode == 0 else ""
 
 
-def _leftovers() -> list[str]:
+def _leftovers(since_ticks: int) -> list[str]:
+    """Worker processes started by this test (after ``since_ticks``) still alive."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
+            started = int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+            if started < since_ticks:
+                continue
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
@@ -113,12 +122,18 @@ def test_hostile_submission_is_graded_safely(path: Path, level: str, tmp_path: P
     submission.write_text(path.read_text().replace("PORT = 9 ", f"PORT = {listener.port} "))
     secret_file = tmp_path / "secret.txt"
     secret_file.write_text(SECRET)
+    user = "nobody" if level in USER_LEVELS else "root"
+    if user == "nobody":
+        tmp_path.chmod(0o755)
+        for path in (submission, secret_file):
+            path.chmod(0o644)  # the grader, as nobody, must read them (its workers must not)
     before = _repo_state()
+    since = _ticks_now()
     started = time.monotonic()
     try:
-        run = run_cli("grade", str(submission), "--quiet", "--timeout", str(TIMEOUT), "--memory-mb", "1500",
-                      "--isolation", level, "--secret-file", str(secret_file),
-                      results=tmp_path / "out" / "results.json", timeout=TIMEOUT + 60)
+        run = run_cli_as(user, tmp_path, "grade", str(submission), "--quiet", "--timeout", str(TIMEOUT),
+                         "--memory-mb", "1500", "--isolation", level, "--secret-file", str(secret_file),
+                         results=tmp_path / "out" / "results.json", timeout=TIMEOUT + 60)
     finally:
         listener.close()
     elapsed = time.monotonic() - started
@@ -133,12 +148,18 @@ def test_hostile_submission_is_graded_safely(path: Path, level: str, tmp_path: P
     assert run.results["extra_data"]["isolation"] == level
     # bounded: the timeout plus start-up and reporting, not a speed target
     assert elapsed < TIMEOUT + 20
-    assert not _leftovers()
+    assert not _leftovers(since)
     assert _repo_state() == before
     everything = run.stdout + run.stderr + (tmp_path / "out" / "results.json").read_text()
     assert SECRET not in everything
-    if level == "namespaces":
+    if level != "process":
         assert listener.received == []
+
+
+def _ticks_now() -> int:
+    """Now, in the clock ticks since boot that /proc/PID/stat counts starts in."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return int(uptime * os.sysconf("SC_CLK_TCK")) - 1
 
 
 def test_every_hostile_file_declares_its_expectations():

@@ -1,4 +1,9 @@
-"""Gradescope's results.json, written atomically by the grading process only."""
+"""Gradescope's results.json, written atomically by the grading process only.
+
+JSON escaping keeps the file valid whatever the submission printed, but its
+texts are shown on a Gradescope page and read with ``cat``: they go through
+:func:`~grader.safetext.clean` too.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any, TypedDict
 
 from grader.report.text import check_message
 from grader.results import GradeResult
+from grader.safetext import clean
 
 FORMAT_VERSION = 1
 PRINTED_CHARS = 4000
@@ -29,36 +35,37 @@ def results_json(result: GradeResult) -> dict[str, Any]:
     tests: list[TestEntry] = []
     for check in result.checks:
         tests.append({
-            "name": check.name,
+            "name": clean(check.name),
             "score": float(check.score),
             "max_score": float(check.weight),
             "status": "passed" if check.status == "passed" else "failed",
             "output": check_message(check),
-            "tags": list(check.tags),
+            "tags": [clean(t) for t in check.tags],
             "visibility": "visible",
         })
     summary = f"{result.score}/{result.max_score} on the {result.suite} suite ({result.cases} cases, {result.shapes} shapes)."
     if result.problem:
-        summary = f"{result.problem[:1].upper()}{result.problem[1:]}. {summary}"
-    printed = (result.stdout + result.stderr).strip()
+        problem = clean(result.problem)
+        summary = f"{problem[:1].upper()}{problem[1:]}. {summary}"
+    printed = clean(result.stdout + result.stderr).strip()
     if printed:
         summary += f"\n\nYour code printed (last {PRINTED_CHARS} characters at most):\n{printed[-PRINTED_CHARS:]}"
     return {
         "score": float(result.score),
         "max_score": float(result.max_score),
         "execution_time": round(result.seconds, 3),
-        "output": summary,
+        "output": clean(summary),
         "visibility": "visible",
         "stdout_visibility": "visible",
         "tests": tests,
         "extra_data": {
             "format_version": FORMAT_VERSION,
-            "suite": result.suite,
+            "suite": clean(result.suite),
             "cases": result.cases,
             "shapes": result.shapes,
-            "isolation": result.isolation,
+            "isolation": clean(result.isolation),
             "status": result.status,
-            "tags": list(result.tags),
+            "tags": [clean(t) for t in result.tags],
             "output_only_would_pass": result.output_only_pass,
             "peak_memory_mb": round(result.peak_rss_mb, 1),
         },

@@ -1,16 +1,20 @@
 """Self-contained HTML: a student's feedback page and the class report.
 
 Everything is inline (CSS and SVG charts), so the pages work offline and can be
-mailed or uploaded as single files. All text from results is escaped.
+mailed or uploaded as single files. All text from results goes through
+:func:`_esc`: :func:`~grader.safetext.clean` (no control characters, which are
+HTML parse errors and would reach a terminal that ``cat``s the page, and no
+bidi overrides that reorder what the reader sees), then HTML escaping.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from html import escape
+from html import escape as _html_escape
 from typing import Any
 
 from grader.pitfalls import PITFALLS
+from grader.safetext import clean
 
 _STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222;padding:0 1rem}
@@ -20,6 +24,11 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 pre{white-space:pre-wrap;background:#f7f7f7;padding:.6rem;border-radius:4px;margin:.3rem 0}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 """
+
+
+def escape(text: str) -> str:
+    """``text`` inert in HTML text and in quoted attribute values."""
+    return _html_escape(clean(str(text)), quote=True)
 
 
 def _page(title: str, body: str) -> str:
@@ -33,7 +42,8 @@ def feedback_page(student_id: str, data: dict[str, Any]) -> str:
         status = test["status"]
         tags = " ".join(f'<span class="tag">{escape(t)}</span>' for t in test["tags"])
         output = f"<pre>{escape(test['output'])}</pre>" if test["output"] else ""
-        rows.append(f'<tr><td class="{status}">{escape(status)}</td><td>{escape(test["name"])} {tags}{output}</td>'
+        rows.append(f'<tr><td class="{escape(status)}">{escape(status)}</td>'
+                    f'<td>{escape(test["name"])} {tags}{output}</td>'
                     f'<td class="num">{test["score"]:g}/{test["max_score"]:g}</td></tr>')
     body = (f"<h1>{escape(student_id)}: {data['score']:g}/{data['max_score']:g}</h1>"
             f"<p>{escape(data.get('output', ''))}</p>"

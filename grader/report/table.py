@@ -1,10 +1,17 @@
-"""The gradebook: one CSV row per student, for a spreadsheet or an LMS import."""
+"""The gradebook: one CSV row per student, for a spreadsheet or an LMS import.
+
+Text cells (the student id comes from a file or folder name a student chose)
+go through :func:`~grader.safetext.csv_cell`: no control characters, and no
+cell that a spreadsheet would run as a formula.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 from typing import Any
+
+from grader.safetext import csv_cell
 
 COLUMNS = ("student_id", "score", "max_score", "status", "pitfalls")
 
@@ -17,10 +24,10 @@ def gradebook_csv(graded: dict[str, dict[str, Any]]) -> str:
         data = graded[student_id]
         extra = data.get("extra_data", {})
         writer.writerow([
-            student_id,
+            csv_cell(student_id),
             f"{data['score']:g}",
             f"{data['max_score']:g}",
-            extra.get("status", ""),
-            ";".join(extra.get("tags", [])),
+            csv_cell(extra.get("status", "")),
+            csv_cell(";".join(extra.get("tags", []))),
         ])
     return buffer.getvalue()

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from grader.checks import CheckResult
 from grader.pitfalls import PITFALLS
+from grader.safetext import clean
 
 
 def check_message(check: CheckResult) -> str:
-    """The feedback of one check, for a student (never holds hidden values)."""
+    """The feedback of one check, for a student (never holds hidden values).
+
+    Observed texts and notes may quote the submission (its exception messages,
+    say), so the message is passed through :func:`~grader.safetext.clean`.
+    """
     lines: list[str] = []
     if check.status == "passed":
         lines += list(check.notes)
-        return "\n".join(lines)
+        return clean("\n".join(lines))
     if check.status == "skipped":
-        return check.observed[:1].upper() + check.observed[1:] + "."
+        return clean(check.observed[:1].upper() + check.observed[1:] + ".")
     lines.append(f"Expected: {check.expected}.")
     if check.observed:
         lines.append(f"Observed: {check.observed}.")
@@ -25,4 +30,4 @@ def check_message(check: CheckResult) -> str:
         lines.append("Hint: compare your code with the formula above; the practice suite "
                      "(no secret) shows the same kinds of inputs.")
     lines += list(check.notes)
-    return "\n".join(lines)
+    return clean("\n".join(lines))

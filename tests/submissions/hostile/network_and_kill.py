@@ -1,7 +1,7 @@
 # hostile: tries the network, loopback included, and kills the grader if it can see it; otherwise correct
 # expect: score == 100
 # reason: 
-# levels: namespaces
+# levels: namespaces uid userns landlock
 import os
 import signal
 import socket

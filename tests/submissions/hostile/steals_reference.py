@@ -1,7 +1,7 @@
 # hostile: searches the disk for the reference solution and the secret, and uses them
 # expect: score < 60
 # reason: 
-# levels: namespaces
+# levels: namespaces uid userns landlock
 import os
 import sys
 

@@ -1,7 +1,7 @@
 # hostile: reads the secret file whose path it finds in the grader's command line, and prints it
 # expect: score == 100
 # reason: 
-# levels: namespaces
+# levels: namespaces uid userns landlock
 import os
 
 for pid in os.listdir("/proc"):

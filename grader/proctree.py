@@ -1,0 +1,308 @@
+"""Process trees, users' processes and files: finding, measuring, killing, removing.
+
+Used by the grading process on what its workers left behind. Nothing here
+recurses or trusts what a worker built: deep folders, mount points, links,
+unreadable modes and processes that fork while being killed are all expected.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Iterable
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+MNT_DETACH = 2
+
+
+def become_subreaper() -> None:
+    """Orphans of our workers (double forks, setsid) re-parent to us, not to init,
+    so that walking our descendants still finds them."""
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            pass
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _parents() -> dict[int, int]:
+    """Parent of every live process (zombies, already dead, are left out)."""
+    parents = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit() and (fields := _stat_fields(entry)) and fields[0] != b"Z":
+            try:
+                parents[int(entry)] = int(fields[1])
+            except (IndexError, ValueError):
+                continue
+    return parents
+
+
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, from one scan of /proc."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in _parents().items():
+        children.setdefault(ppid, []).append(pid)
+    return children
+
+
+def descendants(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """``root`` and every process below it (``children``: a scan to reuse)."""
+    children = process_children() if children is None else children
+    found, stack, seen = [], [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def is_live(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != b"Z"
+
+
+def reap() -> None:
+    """Collect orphans that re-parented to us (as subreaper) and have exited."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _kill_all(find: callable, rounds: int = 50) -> None:
+    """SIGKILL whatever ``find()`` returns until it returns nothing. SIGSTOP first
+    in each round, so that a process forking new pids cannot outrun the kills."""
+    me = os.getpid()
+    for attempt in range(rounds):
+        pids = [p for p in find() if p != me and is_live(p)]
+        if not pids:
+            return
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        reap()
+        if attempt:
+            time.sleep(0.01)
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL ``root``'s whole tree, repeatedly, until none of it is left."""
+    _kill_all(lambda: descendants(root))
+
+
+def pids_of_uid(uid: int) -> list[int]:
+    """Every live process whose real or effective uid is ``uid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"Uid:"):
+                        real, effective = line.split()[1:3]
+                        if uid in (int(real), int(effective)):
+                            found.append(int(entry))
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process of ``uid`` (a uid the grader dedicated to one worker)."""
+    _kill_all(lambda: pids_of_uid(uid))
+
+
+def resident_bytes(pids: Iterable[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as handle:
+                total += int(handle.read().split()[1]) * PAGE_BYTES
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def shared_memory_bytes(pids: Iterable[int], uid: int | None) -> int:
+    """Memory a process holds without it being resident in its own map: memfd
+    and tmpfs files it keeps open (counted once each), and, for a dedicated
+    ``uid``, its files in /dev/shm and its SysV segments."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if not (target.startswith(("/memfd:", "/dev/shm/")) or "(deleted)" in target):
+                    continue
+                info = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    if uid is not None:
+        total += _dev_shm_bytes(uid, seen) + _sysv_bytes(uid)
+    return total
+
+
+def _dev_shm_bytes(uid: int, seen: set[tuple[int, int]]) -> int:
+    total = 0
+    try:
+        entries = list(os.scandir("/dev/shm"))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid == uid and (info.st_dev, info.st_ino) not in seen:
+            total += info.st_blocks * 512
+    return total
+
+
+def _sysv_bytes(uid: int) -> int:
+    total = 0
+    try:
+        with open("/proc/sysvipc/shm") as handle:
+            lines = handle.read().splitlines()[1:]
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        try:
+            if int(fields[7]) == uid:  # key shmid perms size cpid lpid nattch uid ...
+                total += int(fields[3])
+        except (IndexError, ValueError):
+            continue
+    return total
+
+
+def _unmount_below(path: str) -> None:
+    """Lazily detach any mount at or below ``path`` (deepest first)."""
+    try:
+        with open("/proc/self/mountinfo") as handle:
+            points = [line.split()[4] for line in handle]
+    except OSError:
+        return
+    prefix = path.rstrip("/") + "/"
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in sorted((p for p in points if p == path or p.startswith(prefix)), key=len, reverse=True):
+        libc.umount2(point.encode().decode("unicode_escape").encode(), MNT_DETACH)
+
+
+def remove_tree(path: str) -> None:
+    """Delete ``path`` and everything below it, without recursion, following no
+    links, after detaching mounts below it; folders whose mode forbids it are
+    opened up first. Errors on single entries are skipped: the rest still goes."""
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return
+    if not stat.S_ISDIR(top.st_mode):
+        _unlink(path)
+        return
+    _unmount_below(path)
+    # Depth-first with an explicit stack; a folder is removed once emptied.
+    stack: list[tuple[str, bool]] = [(path, False)]
+    while stack:
+        folder, visited = stack.pop()
+        if visited:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+            continue
+        try:
+            os.chmod(folder, 0o700, follow_symlinks=False)
+        except (OSError, NotImplementedError):
+            pass
+        stack.append((folder, True))
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, False))
+                else:
+                    _unlink(entry.path)
+            except OSError:
+                continue
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_owned(uid: int, folders: Iterable[str] = ("/tmp", "/var/tmp", "/dev/shm")) -> None:
+    """Remove what ``uid`` (a uid dedicated to one worker) left in shared
+    temporary folders, and its SysV IPC objects."""
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    remove_tree(entry.path)
+            except OSError:
+                continue
+    for kind, flag in (("shm", "-m"), ("msg", "-q"), ("sem", "-s")):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as handle:
+                lines = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        column = {"shm": 7, "msg": 7, "sem": 4}[kind]
+        for line in lines:
+            fields = line.split()
+            try:
+                if int(fields[column]) == uid:
+                    _ipc_remove(kind, int(fields[1]))
+            except (IndexError, ValueError):
+                continue
+
+
+def _ipc_remove(kind: str, ident: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    ipc_rmid = 0
+    if kind == "shm":
+        libc.shmctl(ident, ipc_rmid, None)
+    elif kind == "msg":
+        libc.msgctl(ident, ipc_rmid, None)
+    else:
+        libc.semctl(ident, 0, ipc_rmid)
