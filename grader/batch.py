@@ -116,8 +116,11 @@ def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]
 
     student, fingerprint, out = job
     assert _OPTIONS is not None
-    result = grade(student.path, _OPTIONS.secret, timeout=_OPTIONS.timeout, memory_mb=_OPTIONS.memory_mb,
-                   workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide)
+    try:
+        result = grade(student.path, _OPTIONS.secret, timeout=_OPTIONS.timeout, memory_mb=_OPTIONS.memory_mb,
+                       workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide)
+    except Exception as err:  # noqa: BLE001 - one submission never stops the class
+        result = _ungraded(student, f"{type(err).__name__}: {err}"[:300])
     result.submission = student.id
     data = results_json(result)
     data["extra_data"]["fingerprint"] = fingerprint
@@ -128,6 +131,19 @@ def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]
     html = feedback_page(student.id, data)
     write_atomically(folder / "feedback.html", html)
     return student.id, data, html
+
+
+def _ungraded(student: Student, reason: str):  # noqa: ANN202 - a GradeResult
+    """A zero result that says the grader itself failed on this submission."""
+    from grader.cases import build_suite
+    from grader.checks import MAX_SCORE
+    from grader.results import GradeResult
+
+    assert _OPTIONS is not None
+    print(f"grader: internal error grading {student.id}: {reason}", file=sys.stderr)
+    return GradeResult(submission=student.id, score=0, max_score=MAX_SCORE, checks=[], suite=build_suite(
+        _OPTIONS.secret).name, cases=0, shapes=0, isolation=str(_OPTIONS.isolation), seconds=0.0,
+        problem=f"the grader failed on this submission ({reason}); please report it to your instructor")
 
 
 def _previous(out: Path, student: Student, fingerprint: str) -> dict[str, Any] | None:

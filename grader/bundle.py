@@ -66,19 +66,33 @@ python3.11 -m venv /autograder/venv
 RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
 # Gradescope runs this for every submission; AUTOGRADER_ROOT and PYTHON exist for tests.
+#
+# Student code never runs as root here: the grader picks the strongest isolation
+# the container allows (namespaces if unshare works, else a dedicated uid under
+# Landlock and seccomp) and refuses anything weaker (--min-isolation uid). The
+# results file is the grader's alone: any file already there is removed first,
+# the grader writes its own atomically at the end, and if the grader could not
+# run, this script (never student code) writes the fallback.
 set -uo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 PYTHON="${PYTHON:-$ROOT/venv/bin/python}"
+RESULTS="$ROOT/results/results.json"
 mkdir -p "$ROOT/results"
+chmod 700 "$ROOT/results"
+rm -f "$RESULTS"
 cd "$ROOT/source"
 "$PYTHON" -m grader grade "$ROOT/submission" \\
     --secret-file "$ROOT/source/secret.txt" \\
-    --results "$ROOT/results/results.json"
+    --min-isolation uid \\
+    --results "$RESULTS.grader"
 status=$?
-if [ ! -s "$ROOT/results/results.json" ]; then
+if [ -s "$RESULTS.grader" ] && [ ! -L "$RESULTS.grader" ]; then
+    mv -f "$RESULTS.grader" "$RESULTS"
+else
+    rm -f "$RESULTS.grader"
     # The grader could not even start (e.g. no batchnorm.py): say so to the student.
     printf '{"score": 0, "output": "The autograder could not grade this submission: upload a file named batchnorm.py (exit %s).", "tests": []}\\n' "$status" \\
-        > "$ROOT/results/results.json"
+        > "$RESULTS"
 fi
 exit 0
 """

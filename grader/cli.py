@@ -28,6 +28,13 @@ def _error(message: str, code: int = 2) -> NoReturn:
 def resolve_submission(raw: str) -> Path:
     """A .py file, or a folder holding batchnorm.py."""
     path = Path(raw)
+    try:
+        return _resolve(path, raw)
+    except OSError as err:
+        raise UsageError(f"cannot read submission {raw}: {err.strerror or err}") from err
+
+
+def _resolve(path: Path, raw: str) -> Path:
     if path.is_dir() and not path.is_symlink():
         candidate = path / SUBMISSION_FILE
         if not os.path.lexists(candidate):
@@ -172,8 +179,10 @@ def _grade(args: argparse.Namespace) -> int:
 def _examples(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from grader.grade import grade
+    from grader.safetext import clean
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -190,7 +199,7 @@ def _examples(args: argparse.Namespace) -> int:
         # bundled ones are kept): followed here, unlike a student's upload.
         result = grade(path.resolve(), secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
                        isolation=_level(args), hide=[folder, *_private_paths(args)])
-        table.add_row(path.name, f"{result.score}/{result.max_score}", result.diagnosis)
+        table.add_row(Text(clean(path.name)), f"{result.score}/{result.max_score}", Text(clean(result.diagnosis)))
     Console(highlight=False).print(table)
     return 0
 
@@ -260,6 +269,18 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def clean_text(text: str) -> str:
+    from grader.safetext import clean
+
+    return clean(text)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 class _PlainProgress:
     def __init__(self, total: int):
         self.total, self.count = total, 0
@@ -274,7 +295,7 @@ class _PlainProgress:
         self.count += 1
         tags = ", ".join(data.get("extra_data", {}).get("tags", []))
         note = " (unchanged, kept)" if reused else ""
-        print(f"[{self.count}/{self.total}] {student_id}: {data['score']:g}/{data['max_score']:g}"
+        print(f"[{self.count}/{self.total}] {clean_text(student_id)}: {data['score']:g}/{data['max_score']:g}"
               f"{' ' + tags if tags else ''}{note}", flush=True)
 
 
@@ -295,7 +316,7 @@ class _RichProgress(_PlainProgress):
         self.progress.__exit__(*exc)
 
     def update(self, student_id: str, data: dict, reused: bool) -> None:
-        self.progress.update(self.task, advance=1, description=f"{student_id}: {data['score']:g}")
+        self.progress.update(self.task, advance=1, description=f"{escape(clean_text(student_id))}: {data['score']:g}")
 
 
 def _progress_reporter(total: int) -> _PlainProgress:

@@ -72,3 +72,28 @@ def test_truncated_frame_is_an_error_not_a_hang():
 def test_encoder_refuses_object_arrays():
     with pytest.raises(wire.WireError):
         wire.encode({}, {"a": np.array([object()])})
+
+
+@pytest.mark.parametrize("header", [
+    b'{"kind": "result", "seconds": ' + b"9" * 400 + b', "arrays": []}',
+    b'{"kind": "result", "meta": ' + b"[" * 50_000 + b"]" * 50_000 + b', "arrays": []}',
+    b'{"kind": "result", "meta": "' + b"x" * 10_000 + b'", "arrays": []}',
+])
+def test_headers_beyond_plain_bounds_are_refused(header: bytes):
+    with pytest.raises(wire.WireError):
+        wire.read(_stream(struct.pack(">I", len(header)) + header))
+
+
+def test_a_frame_may_not_declare_more_than_its_budget():
+    frame = wire.encode({"kind": "result"}, {"y": np.zeros((64, 64), np.float64)})
+    with pytest.raises(wire.WireError, match="may send"):
+        wire.read(_stream(frame), budget=1024)
+    assert wire.read(_stream(frame), budget=64 * 64 * 8)[1]["y"].shape == (64, 64)
+
+
+def test_jit_is_advice_because_only_the_worker_can_claim_it():
+    from grader.checks import CHECKS
+
+    jit = next(c for c in CHECKS if c.id == "jit")
+    assert jit.weight == 0 and jit.advisory
+    assert all("jit" not in c.depends for c in CHECKS)

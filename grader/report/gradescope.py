@@ -43,7 +43,7 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "tags": [clean(t) for t in check.tags],
             "visibility": "visible",
         })
-    summary = f"{result.score}/{result.max_score} on the {result.suite} suite ({result.cases} cases, {result.shapes} shapes)."
+    summary = f"{result.score}/{result.max_score} on the {result.suite} suite ({result.cases_compared} of {result.cases} cases compared, {result.shapes} shapes)."
     if result.problem:
         problem = clean(result.problem)
         summary = f"{problem[:1].upper()}{problem[1:]}. {summary}"
@@ -62,6 +62,7 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "format_version": FORMAT_VERSION,
             "suite": clean(result.suite),
             "cases": result.cases,
+            "cases_compared": result.cases_compared,
             "shapes": result.shapes,
             "isolation": clean(result.isolation),
             "status": result.status,
