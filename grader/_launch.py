@@ -8,9 +8,9 @@ scratch folder, before any student code, in this order:
    namespaces made by ``unshare``): move into a new root that holds only
    allow-listed folders, read-only, with a size-capped tmpfs as home, /tmp and
    /dev/shm;
-3. drop privileges: user ``nobody`` (namespaces), the grader's dedicated uid
-   (uid level), or no capabilities at all (userns);
-4. Landlock (uid and landlock levels) and seccomp (every level but process);
+3. drop privileges: to the grader's dedicated uid (namespaces and uid
+   levels), or to no capabilities at all (userns);
+4. Landlock (uid and landlock levels) and seccomp (every level, on Linux);
 5. resource limits.
 
 This module and everything it imports use the standard library only.
@@ -202,7 +202,9 @@ def confine(config: dict) -> None:
     elif level == "userns":
         _drop_capabilities()
     os.umask(0o077)
-    if level != "process":
+    if sys.platform == "linux":
+        # Every level, process included, gets the seccomp filter where the
+        # kernel has one: no network, ptrace, kernel keys or SysV IPC.
         _confine.no_new_privs()
         if level in ("uid", "landlock"):
             read_only, read_write = _allow_lists(config)

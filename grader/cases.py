@@ -86,9 +86,12 @@ class Suite:
     def flow_probes(self) -> list[Probe]:
         return [p for p in self.probes if p.probe == "flow"]
 
-    def flow_reference(self, flow: Probe) -> Probe:
-        """The module probe that runs the contract's flow on ``flow``'s input."""
-        return next(p for p in self.probes if p.id == f"module/{flow.id}")
+    def flow_reference(self, flow: Probe, mode: str | None = None) -> Probe | None:
+        """The module probe that runs the contract's flow on ``flow``'s input, in
+        ``flow``'s own mode or in ``mode`` (None if the suite has no such probe)."""
+        n, d = flow.params["shape"]
+        mode = mode or ("eval" if flow.params["flag"] else "train")
+        return next((p for p in self.probes if p.id == f"module/flow/{n}x{d}/{mode}"), None)
 
     @property
     def case_count(self) -> int:
@@ -205,32 +208,33 @@ def _flows(secret: str) -> list[Probe]:
     flow is judged by comparing the two: behaviour, not a stand-in the
     submission could recognise."""
     rng = _rng(secret, "flow")
-    plan = [  # (N, D, flag)
-        (3, 4, 0.0),
-        (3, 4, 1.0),
-        (2, 3, 1.0),  # eval with a batch of 2: `out, upd = apply(...)` splits rows
-        (5, 3, 0.0),
-        (5, 3, 1.0),
+    plan = [  # (N, D, flags): a shape's flows share their seed and input, so that
+        # each mode's reference also tells whether a flow ignored its flag
+        (3, 4, (0.0, 1.0)),
+        (2, 3, (1.0,)),  # eval with a batch of 2: `out, upd = apply(...)` splits rows
+        (5, 3, (0.0, 1.0)),
     ]
     probes = []
-    for n, d, flag in plan:
+    for n, d, flags in plan:
         seed = float(rng.integers(0, 1000))
         x = _draw(rng, "offset", (n, d), d)
-        name = f"{n}x{d}/{'eval' if flag else 'train'}"
-        probes.append(Probe(
-            id=f"flow/{name}",
-            probe="flow",
-            params={"seed": seed, "flag": flag, "shape": [n, d]},
-            arrays={"x": x},
-        ))
-        probes.append(Probe(
-            id=f"module/flow/{name}",
-            probe="module",
-            params={"segment": "flow", "shape": [n, d], "seed": int(seed)},
-            arrays={"x": x[None]},
-            families=("offset",),
-            scored=(True,),
-        ))
+        for flag in flags:
+            mode = "eval" if flag else "train"
+            name = f"{n}x{d}/{mode}"
+            probes.append(Probe(
+                id=f"flow/{name}",
+                probe="flow",
+                params={"seed": seed, "flag": flag, "shape": [n, d]},
+                arrays={"x": x},
+            ))
+            probes.append(Probe(
+                id=f"module/flow/{name}",
+                probe="module",
+                params={"segment": "flow", "shape": [n, d], "seed": int(seed), "mode": mode},
+                arrays={"x": x[None]},
+                families=("offset",),
+                scored=(True,),
+            ))
     return probes
 
 

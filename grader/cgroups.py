@@ -72,7 +72,7 @@ class Group:
             text = (self._memory_dir / name).read_text()
         except OSError:
             return 0
-        if self.version == 2 and name == "memory.events":
+        if name in ("memory.events", "memory.oom_control"):
             for line in text.splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
@@ -90,8 +90,8 @@ class Group:
         return self._read("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
 
     def oom_kills(self) -> int:
-        """How many times the kernel hit the limit (v1: allocation failures)."""
-        return self._read("memory.events" if self.version == 2 else "memory.failcnt")
+        """How many processes the kernel killed for the group's memory limit."""
+        return self._read("memory.events" if self.version == 2 else "memory.oom_control")
 
     def pids(self) -> list[int]:
         found: set[int] = set()

@@ -253,6 +253,13 @@ def _batch(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from err
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
         raise UsageError("--out must not be inside the submissions folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"cannot write to --out {out}: {err.strerror or err}") from err
     options = Options(secret, args.timeout, args.memory_mb, _level(args),
                       [folder.resolve(), out.resolve(), *_private_paths(args)])
     reporter = _progress_reporter(total)

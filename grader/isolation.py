@@ -6,7 +6,8 @@ and records it (SECURITY.md says what each one defends):
 - ``namespaces``: root with a working ``unshare`` (a privileged container, CI).
   New mount, PID, network, IPC and UTS namespaces; a new root built from an
   allow-list, read-only, with a size-capped tmpfs as the only writable place
-  (home, /tmp, /dev/shm); user ``nobody``; seccomp; a cgroup where one can be made.
+  (home, /tmp, /dev/shm); a dedicated unprivileged uid; seccomp; a cgroup where
+  one can be made.
 - ``userns``: not root, but unprivileged user namespaces work (a student's
   laptop, a CI runner). The same namespaces and new root, as the namespace's
   mapped root, which is the invoking user outside; seccomp.
@@ -16,7 +17,7 @@ and records it (SECURITY.md says what each one defends):
   network sockets, ptrace, kernel keys and SysV IPC; a process-count limit; a
   cgroup where one can be made; everything the uid owns is killed and removed.
 - ``landlock``: not root, no user namespaces: Landlock and seccomp as the same user.
-- ``process``: nothing of the above (no Linux): rlimits and a separate session.
+- ``process``: rlimits, a separate session, and seccomp where the kernel has it.
 
 The worker starts from a copy of the runtime modules in the scratch folder, so
 that it never needs the grader's own directory, which it may not be able to see.
@@ -43,7 +44,6 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 SCRATCH_MB = 256  # the worker's whole writable space (home, /tmp, /dev/shm) where it is a tmpfs
 SCRATCH_INODES = 20000
 MAX_PROCESSES = 512  # threads count: JAX starts a few dozen
-NOBODY = 65534
 # Dedicated uids of the "uid" level: one per grading process (pid-derived), so
 # that concurrent graders' workers cannot touch each other's files.
 UID_BASE = 1_900_000_000
@@ -133,10 +133,10 @@ def _why_not(level: str) -> str:
 
 
 def worker_uid(level: str) -> int | None:
-    """The uid the worker runs as, where the grader chooses one."""
-    if level == "namespaces":
-        return NOBODY
-    if level == "uid":
+    """The uid the worker runs as, where the grader chooses one: a uid of its
+    own per grading process (pid-derived), so that the process-count limit,
+    files and signals are this grade's alone even beside other graders."""
+    if level in ("namespaces", "uid"):
         return UID_BASE + os.getpid() % UID_SPAN
     return None
 

@@ -177,18 +177,16 @@ def _segment_grad(model: Any) -> Callable[..., dict[str, Any]]:
     return run
 
 
-def _segment_flow(model: Any, seed: int) -> Callable[..., dict[str, Any]]:
+def _segment_flow(model: Any, seed: int, mode: str) -> Callable[..., dict[str, Any]]:
     """The contract's flow, run by the grader on the student's module: init with
-    PRNGKey(seed), then one apply with mutable=['batch_stats'] in each mode."""
+    PRNGKey(seed), then one apply in ``mode`` with mutable=['batch_stats']."""
     import jax
 
     def run(x: Any) -> dict[str, Any]:
         variables = model.init(jax.random.PRNGKey(seed), x, use_running_average=False)
-        out = {}
-        for mode, flag in (("train", False), ("eval", True)):
-            y, _ = _split_apply_result(model.apply(variables, x, use_running_average=flag, mutable=["batch_stats"]))
-            out[f"{mode}/y"] = y
-        return out
+        y, _ = _split_apply_result(model.apply(variables, x, use_running_average=mode == "eval",
+                                               mutable=["batch_stats"]))
+        return {"y": y}
 
     return run
 
@@ -236,7 +234,7 @@ def _segment(model: Any, params: dict[str, Any], arrays: dict[str, np.ndarray]) 
     if segment == "grad":
         return _segment_grad(model), [arrays[k] for k in ("x", "gamma", "beta", "running_mean", "running_var", "w")]
     if segment == "flow":
-        return _segment_flow(model, int(params["seed"])), [arrays["x"]]
+        return _segment_flow(model, int(params["seed"]), str(params["mode"])), [arrays["x"]]
     raise ProbeError("grader", f"unknown segment {segment!r}")
 
 

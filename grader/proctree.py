@@ -220,9 +220,15 @@ def _unmount_below(path: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """Delete ``path`` and everything below it, without recursion, following no
-    links, after detaching mounts below it; folders whose mode forbids it are
-    opened up first. Errors on single entries are skipped: the rest still goes."""
+    """Delete ``path`` and everything below it, however deep, following no links.
+
+    Mounts below it are detached first. Then, working only with names relative
+    to open folders (never a long path), every sub-folder's own sub-folders are
+    moved up to the top before the sub-folder is emptied and removed, so depth
+    never grows beyond two and nothing recurses. Folders whose mode forbids it
+    are opened up first. What cannot be removed (a busy mount point) is left,
+    and the loop still ends.
+    """
     try:
         top = os.lstat(path)
     except OSError:
@@ -231,33 +237,68 @@ def remove_tree(path: str) -> None:
         _unlink(path)
         return
     _unmount_below(path)
-    # Depth-first with an explicit stack; a folder is removed once emptied.
-    stack: list[tuple[str, bool]] = [(path, False)]
-    while stack:
-        folder, visited = stack.pop()
-        if visited:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        os.chmod(path, 0o700)
+        top_fd = os.open(path, flags)
+    except OSError:
+        return
+    token = f".rm-{os.getpid()}-{time.monotonic_ns()}"
+    moved = 0
+    try:
+        while True:
             try:
-                os.rmdir(folder)
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(top_fd)]
             except OSError:
-                pass
-            continue
-        try:
-            os.chmod(folder, 0o700, follow_symlinks=False)
-        except (OSError, NotImplementedError):
-            pass
-        stack.append((folder, True))
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, False))
-                else:
-                    _unlink(entry.path)
-            except OSError:
-                continue
+                break
+            if not entries:
+                break
+            progress = False
+            for name, is_dir in entries:
+                if not is_dir:
+                    progress |= _unlink_at(name, top_fd)
+                    continue
+                try:
+                    os.chmod(name, 0o700, dir_fd=top_fd)
+                    sub_fd = os.open(name, flags, dir_fd=top_fd)
+                except OSError:
+                    continue
+                try:
+                    for child in os.scandir(sub_fd):
+                        if child.is_dir(follow_symlinks=False):
+                            try:
+                                os.rename(child.name, f"{token}-{moved}", src_dir_fd=sub_fd, dst_dir_fd=top_fd)
+                                moved += 1
+                                progress = True
+                            except OSError:
+                                continue
+                        else:
+                            progress |= _unlink_at(child.name, sub_fd)
+                except OSError:
+                    pass
+                finally:
+                    os.close(sub_fd)
+                try:
+                    os.rmdir(name, dir_fd=top_fd)
+                    progress = True
+                except OSError:
+                    pass
+            if not progress:
+                break
+    finally:
+        os.close(top_fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _unlink_at(name: str, dir_fd: int) -> bool:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False
 
 
 def _unlink(path: str) -> None:

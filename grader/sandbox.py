@@ -349,7 +349,7 @@ class Session:
         self.probe_budget = max(3.0, timeout / 6)
         self.started = time.monotonic()
         self.level = isolation.choose_level(level)
-        self.uid = isolation.worker_uid(self.level) if self.level == "uid" else None
+        self.uid = isolation.worker_uid(self.level)
         self.worker_count = max(1, workers)
         proctree.become_subreaper()
         # Processes of ours from before this session are none of its business.
@@ -431,6 +431,7 @@ class _Run:
         for i, w in enumerate(session.first):
             w.assign(plans[i] if i < len(plans) else [])
         self._oom_kills = session.group.oom_kills() if session.group else 0
+        self.imported = False  # some worker has imported the submission
         self._handlers = {
             Frame.READY.value: self._on_ready,
             Frame.START.value: self._on_start,
@@ -446,17 +447,24 @@ class _Run:
         A worker that failed while running several probes as one program (GROUP)
         is charged nothing here: the replacement runs them one by one, so that
         only the probe at fault is charged. A worker that failed between probes
-        for a reason other than a crash charges everything it still had.
+        for a reason other than a crash charges everything it still had. An
+        import failure is the submission's only while no worker has imported
+        it: a replacement that fails to start charges its own probes, and
+        earlier credit stays.
         """
         ledger = self.ledger
         self.live.pop(worker.index, None)
         worker.kill()
         kind = Failure(kind)
-        if import_phase:
+        if import_phase and not self.imported:
             ledger.fail_import(kind.value, reason)
         if ledger.import_error is not None:
             return
         todo = [p for p in worker.plan.values() if p.id not in ledger.results]
+        if import_phase:  # a replacement that never started: no third try
+            for p in todo:
+                ledger.charge(p.id, kind, f"{reason} (while a fresh process was starting)")
+            return
         if worker.current not in (None, GROUP):
             ledger.charge(worker.current, kind, f"{reason} during this probe")
             todo = [p for p in todo if p.id != worker.current]
@@ -483,13 +491,12 @@ class _Run:
             raise ProtocolViolation("it announced itself twice")
         worker.ready = True
         error = header.get("error")
-        if error is not None:
-            err = clean_error(error)
-            if isinstance(error, dict) and error.get("type") == Failure.MISSING_NAMES.value:
-                err["type"] = Failure.MISSING_NAMES.value
-            if self.ledger.import_error is None:
-                self.ledger.import_error = err
-            self.retire(worker, Failure.IMPORT, "the import failed")
+        if error is None:
+            self.imported = True
+            return
+        if not self.imported and self.ledger.import_error is None:
+            self.ledger.import_error = clean_error(error)
+        self.retire(worker, Failure.IMPORT, "the import failed", import_phase=True)
 
     def _on_start(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
         group = header.get("group")
@@ -603,7 +610,7 @@ class _Run:
         for w in list(self.live.values()):
             phase = w.phase
             w.kill()
-            if not w.ready:
+            if not w.ready and not self.imported:
                 ledger.fail_import(Failure.TIMEOUT.value,
                                    f"time limit of {session.timeout:g} s exceeded while importing the submission")
             for p in w.plan.values():

@@ -40,7 +40,7 @@ def test_practice_suite_is_public_and_smaller():
 def test_probes_carry_inputs_only():
     suite = build_suite("s")
     for probe in suite.probes:
-        assert set(probe.params) <= {"segment", "shape", "steps", "seed", "module", "flag"}
+        assert set(probe.params) <= {"segment", "shape", "steps", "seed", "mode", "flag"}
         # the flow's seed is the exercise's seed argument, not one of ours
         for name in probe.arrays:
             assert name in {"train", "eval", "x", "gamma", "beta", "running_mean", "running_var", "w"}

@@ -1,6 +1,6 @@
-# hostile: prints a fake report and writes fake results files, then computes garbage
-# expect: score < 40
-# reason: malformed message
+# hostile: prints a fake report, writes fake results files and a fake frame on every fd, then outputs zeros (honestly worth 53: variables, init, running update, eval frozen and a flow consistent with its own module)
+# expect: score <= 53
+# reason: 
 import json
 import os
 import sys

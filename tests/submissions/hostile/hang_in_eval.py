@@ -1,5 +1,5 @@
-# hostile: hangs in eval mode only; the flow and what ran before keep their credit
-# expect: 0 < score < 100
+# hostile: hangs in eval mode only; every module probe and the flow reference in eval mode end with eval, so nothing can be judged: 0, on time
+# expect: score == 0
 # reason: time limit
 import flax.linen as nn
 import jax

@@ -1,5 +1,5 @@
-# hostile: raises KeyboardInterrupt from the module; the flow keeps its credit
-# expect: 0 < score < 100
+# hostile: raises KeyboardInterrupt from the module: graded (0: a flow is judged against the module, which never runs), the interrupt reported
+# expect: score == 0
 # reason: KeyboardInterrupt
 import jax
 import flax.linen as nn

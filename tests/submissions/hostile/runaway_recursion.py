@@ -1,6 +1,6 @@
 # hostile: recurses without end inside the module
-# expect: 0 < score < 100
-# reason: RecursionError
+# expect: score == 0
+# reason: 
 import sys
 
 import flax.linen as nn
