@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, BinaryIO
 
-from . import wire
+from . import probes, wire
 from .protocol import Failure, Frame
 from .probes import (
     ProbeError,
@@ -104,6 +104,8 @@ def main(argv: list[str]) -> int:
     for header, arrays in pending:
         probe_id = header["id"]
         _send(out, {"kind": Frame.START.value, "id": probe_id})
+        probes.EAGER_STARTED = lambda cases, probe_id=probe_id: _send(
+            out, {"kind": Frame.START.value, "id": probe_id, "eager_cases": cases})
         started = time.perf_counter()
         try:
             outputs, meta = _run_probe(submission, header, arrays)

@@ -35,6 +35,9 @@ MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
     ("momentum_reversed", {"momentum_reversed": True}),
     ("affine_misapplied", {"affine": "none"}),
     ("affine_misapplied", {"affine": "swapped"}),
+    ("affine_misapplied", {"affine": "no_gamma"}),
+    ("affine_misapplied", {"affine": "no_beta"}),
+    ("affine_misapplied", {"affine": "minus_beta"}),
 )
 
 

@@ -34,7 +34,7 @@ class Variant:
     update_in_train: bool = True
     update_in_eval: bool = False
     momentum_reversed: bool = False
-    affine: Literal["normal", "none", "swapped"] = "normal"
+    affine: Literal["normal", "none", "swapped", "no_gamma", "no_beta", "minus_beta"] = "normal"
 
     def differs_in(self) -> set[str]:
         return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(CONTRACT, f.name)}
@@ -159,6 +159,12 @@ def step(
         y = g * x_hat + b
     elif variant.affine == "swapped":
         y = b * x_hat + g
+    elif variant.affine == "no_gamma":
+        y = x_hat + b
+    elif variant.affine == "no_beta":
+        y = g * x_hat
+    elif variant.affine == "minus_beta":
+        y = g * x_hat - b
     else:
         y = x_hat
     return Step(y=y, running_mean=new_mean, running_var=new_var)

@@ -65,6 +65,7 @@ DEFAULT_MEMORY_MB = 4096
 # inputs (float64 instead of float32, a state per step), plus headers.
 BYTES_PER_INPUT_BYTE = 6
 BYTES_PER_WORKER = 4 * 1024 * 1024
+EAGER_BUDGET_MAX = 6.0  # an eager run of a probe may take this many per-probe budgets
 META_KEYS = {"mode": str, "jit_error": dict, "calls": list}
 
 
@@ -180,6 +181,7 @@ class _Worker:
         self.current: str | None = None  # probe id, GROUP, or None between probes
         self.current_ids: list[str] = []
         self.current_since = self.started
+        self.budget_scale = 1.0  # of the session's per-probe budget: groups and eager runs get more
         self.stopped = False
         self.allowance = BYTES_PER_WORKER
         self._allowance_lock = threading.Lock()
@@ -504,9 +506,19 @@ class _Run:
         ids = group if isinstance(group, list) else [probe_id]
         if not worker.ready or arrays or not ids or not all(isinstance(i, str) and i in worker.plan for i in ids):
             raise ProtocolViolation("it started a probe it was not given")
+        eager = header.get("eager_cases")
+        if eager is not None:
+            # The probe goes on case by case: a budget that grows with the cases
+            # the grader itself sent (the worker's count is not needed, nor trusted).
+            if worker.current != probe_id or isinstance(group, list):
+                raise ProtocolViolation("it announced an eager run of a probe it was not running")
+            worker.budget_scale = min(EAGER_BUDGET_MAX, max(1.0, (case_count(worker.plan[probe_id]) or 1) / 32))
+            worker.current_since = time.monotonic()
+            return
         worker.current = GROUP if isinstance(group, list) else probe_id
         worker.current_ids = list(ids)
         worker.current_since = time.monotonic()
+        worker.budget_scale = 2.0 if worker.current == GROUP else 1.0
 
     def _on_result(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
         if not worker.ready:
@@ -544,11 +556,11 @@ class _Run:
             self.retire(heaviest, Failure.MEMORY, self._memory_reason(heaviest), import_phase=not heaviest.ready)
             return True
         over = [w for w in self.live.values() if w.ready and w.current is not None
-                and now - w.current_since > session.probe_budget * (2 if w.current == GROUP else 1)]
+                and now - w.current_since > session.probe_budget * w.budget_scale]
         if over:
             w = over[0]
             self.retire(w, Failure.TIMEOUT,
-                        f"time limit of {session.probe_budget:g} s per check exceeded ({w.phase} phase)")
+                        f"time limit of {session.probe_budget * w.budget_scale:g} s per check exceeded ({w.phase} phase)")
             return True
         return False
 
