@@ -24,6 +24,7 @@ import os
 import platform
 import resource
 import sys
+from collections.abc import Callable
 
 from . import _confine
 
@@ -65,6 +66,19 @@ def _bind(source: str, target: str, writable: bool = False) -> None:
         _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | kept)
 
 
+def _bind_allowed(config: dict, inside: Callable[[str], str]) -> None:
+    """The system folders and Python, read-only, in the new root."""
+    for path in config["system"]:
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), inside(path))
+        elif os.path.isdir(path):
+            os.makedirs(inside(path), exist_ok=True)
+            _bind(path, inside(path))
+    for path in config["python"]:
+        os.makedirs(inside(path), exist_ok=True)
+        _bind(path, inside(path))
+
+
 def _confine_filesystem(config: dict) -> None:
     """Build a new root holding only what the worker needs, and chroot into it.
 
@@ -83,15 +97,6 @@ def _confine_filesystem(config: dict) -> None:
     def inside(path: str) -> str:
         return os.path.join(new_root, path.lstrip("/"))
 
-    for path in config["system"]:
-        if os.path.islink(path):
-            os.symlink(os.readlink(path), inside(path))
-        elif os.path.isdir(path):
-            os.makedirs(inside(path), exist_ok=True)
-            _bind(path, inside(path))
-    for path in config["python"]:
-        os.makedirs(inside(path), exist_ok=True)
-        _bind(path, inside(path))
     # The writable space: a tmpfs, so its size and file count are capped and
     # nothing the submission writes lands on the host's disk.
     uid = config["uid"] if config["uid"] is not None else 0
@@ -99,11 +104,14 @@ def _confine_filesystem(config: dict) -> None:
     os.makedirs(space)
     _mount("tmpfs", space, "tmpfs", MS_NOSUID | MS_NODEV,
            f"size={config['scratch_mb']}m,nr_inodes={config['scratch_inodes']},mode=700,uid={uid},gid={uid}")
-    # /tmp first (the scratch folder usually lies in it), then the scratch
-    # folder, read-only, then its home: the writable space.
-    mounts = [("tmp", "/tmp"), ("tmp", "/var/tmp"), ("tmp", "/dev/shm"), (None, config["scratch"]),
-              ("home", config["home"])]
+    # /tmp first: the scratch folder usually lies in it, and so may the
+    # virtualenv (a fresh clone in /tmp); they are bound on top of it below.
+    mounts = [("tmp", "/tmp"), ("tmp", "/var/tmp"), ("tmp", "/dev/shm"), ("system", None),
+              (None, config["scratch"]), ("home", config["home"])]
     for name, where in mounts:
+        if name == "system":
+            _bind_allowed(config, inside)
+            continue
         os.makedirs(inside(where), exist_ok=True)
         if name is None:
             _bind(where, inside(where))

@@ -654,10 +654,17 @@ def stability(ev: Evidence) -> Outcome:
     if worst_err <= STABLE_ERROR:
         return Outcome(True, expected, notes=(f"Max error {worst_err:.1g} with |mean| = 1e4 x std: "
                                               "your variance is numerically stable.",))
+    if not np.isfinite(worst_err):
+        return Outcome(True, expected, notes=(
+            "With a large offset the training output is NaN or infinite. The one-pass variance "
+            "E[x^2] - E[x]^2 can come out slightly below zero in float32 when |mean| >> std, and "
+            "sqrt(var + eps) of a negative number is NaN: compute mean((x - mean)^2), or clip the "
+            "one-pass variance at 0 as flax.linen.BatchNorm does. Not scored.",))
     return Outcome(True, expected, notes=(
         f"With a large offset the training output is off by up to {worst_err:.2g}. The one-pass variance "
         "E[x^2] - E[x]^2 cancels catastrophically in float32 when |mean| >> std; the two-pass "
-        "mean((x - mean)^2) does not. Not scored: flax.linen.BatchNorm's default makes the same trade.",))
+        "mean((x - mean)^2) does not. Not scored: flax.linen.BatchNorm's default (use_fast_variance=True) "
+        "makes the same trade.",))
 
 
 def mutable_true(ev: Evidence) -> Outcome:
