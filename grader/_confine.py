@@ -9,8 +9,10 @@ unprivileged process may apply to itself and never undo:
 - A **seccomp** filter (classic BPF, built below by hand) that makes these system
   calls fail with ``EPERM``, which Python raises as ``PermissionError``:
 
-  - network: ``socket``/``socketpair`` for any family but ``AF_UNIX`` (IPv4, IPv6,
-    netlink, packet, ... : no TCP, no UDP, no raw sockets, no routing sockets);
+  - network: ``socket`` for every family, ``AF_UNIX`` included (no TCP, no UDP,
+    no raw or routing sockets, and no Unix socket with a path, which would reach
+    host services Landlock does not cover); ``socketpair`` only for ``AF_UNIX``
+    (a connected pair, as multiprocessing uses, reaches nothing else);
   - the grader's memory and processes: ``ptrace``, ``process_vm_readv/writev``,
     ``kcmp``;
   - kernel key rings (where credentials may be cached): ``keyctl``, ``add_key``,
@@ -37,9 +39,7 @@ unprivileged process may apply to itself and never undo:
 
 What this does **not** defend: kernel vulnerabilities; resource exhaustion (that is
 the resource limits' and the grader's job); files and sockets already open when the
-restriction starts (Landlock checks opening, not inherited descriptors); Unix
-sockets with a path, which Landlock does not restrict once the file is reachable;
-reading anything the allow-list does hold; threads
+restriction starts (Landlock checks opening, not inherited descriptors); reading anything the allow-list does hold; threads
 that existed before Landlock was applied (which is why ``restrict_filesystem``
 refuses to run in a multi-threaded process); kernels without seccomp or Landlock,
 where the functions report that nothing was applied so that the caller can record
@@ -326,7 +326,7 @@ def _filter_program(machine: str) -> list[Instruction]:
     """The seccomp program for ``machine`` ("x86_64" or "aarch64"), as instructions.
 
     Order: wrong architecture -> kill; x32 numbers -> EPERM; listed calls -> EPERM;
-    socket/socketpair -> allowed for AF_UNIX only; clone -> EPERM with namespace flags;
+    socket -> EPERM; socketpair -> allowed for AF_UNIX only; clone -> EPERM with namespace flags;
     clone3 -> ENOSYS; everything else allowed.
     """
     audit_arch, denied, special, reject_x32 = ARCHES[machine]
@@ -339,12 +339,14 @@ def _filter_program(machine: str) -> list[Instruction]:
         items.append((BPF_JGE_K, "eperm", 0, X32_SYSCALL_BIT))
     items += [(BPF_JEQ_K, "eperm", 0, number) for number in sorted(denied.values())]
     items += [
-        (BPF_JEQ_K, "socket", 0, special["socket"]),
+        # socket(): refused for every family, AF_UNIX included: a Unix socket
+        # with a path reaches host services Landlock does not cover.
+        (BPF_JEQ_K, "eperm", 0, special["socket"]),
         (BPF_JEQ_K, "socket", 0, special["socketpair"]),
         (BPF_JEQ_K, "clone", 0, special["clone"]),
         (BPF_JEQ_K, "enosys", 0, special["clone3"]),
         (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
-        "socket",  # the domain is args[0], an int
+        "socket",  # socketpair: the domain is args[0], an int; a connected pair touches nothing else
         (BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARG0_LOW),
         (BPF_JEQ_K, "allow", "eperm", AF_UNIX),
         "clone",  # the flags are args[0] on both architectures; the kernel reads 32 bits

@@ -176,11 +176,33 @@ def _join_cgroups(paths: list[str]) -> None:
             handle.write("0")  # this process; every child it starts inherits
 
 
+def _carve(allowed: list[str], hidden: list[str]) -> list[str]:
+    """``allowed`` without ``hidden``: Landlock only allows, so a folder that holds
+    a private path is replaced by its entries, minus that path, level by level
+    down to it (e.g. a secret file kept in /etc)."""
+    out = []
+    for path in allowed:
+        prefix = path.rstrip("/") + "/"
+        if any(path.rstrip("/") == h.rstrip("/") for h in hidden):
+            continue  # private itself (a listed folder inside a private one stays allowed: it was listed)
+        inner = [h for h in hidden if h.startswith(prefix)]
+        if not inner:
+            out.append(path)
+            continue
+        try:
+            children = sorted(os.listdir(path))
+        except OSError:
+            continue
+        out += _carve([os.path.join(path, child) for child in children], inner)
+    return out
+
+
 def _allow_lists(config: dict) -> tuple[list[str], list[str]]:
-    """Landlock's allow-lists: read the system, Python and the runtime; write home."""
+    """Landlock's allow-lists: read the system, Python and the runtime; write home.
+    Private paths that lie inside an allowed folder are carved out."""
     read_only = [*config["system"], *config["python"], config["scratch"], "/proc",
                  *(f"/dev/{d}" for d in DEVICES)]
-    return read_only, [config["home"], "/dev/null"]
+    return _carve(read_only, config["hide"]), [config["home"], "/dev/null"]
 
 
 def _limit(config: dict) -> None:

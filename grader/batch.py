@@ -84,7 +84,13 @@ def discover(folder: Path) -> list[Student]:
 
 
 def _safe_id(student_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in student_id) or "_"
+    """A folder name for a student: the id itself when it is safe, else a safe
+    spelling plus a short hash of the id, so that "li wei" and "li_wei" never
+    share (and overwrite) one folder."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.@") else "_" for c in student_id).strip(".") or "_"
+    if safe == student_id:
+        return safe
+    return f"{safe[:80]}-{hashlib.sha256(student_id.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 @dataclasses.dataclass

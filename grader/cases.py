@@ -71,7 +71,7 @@ class Probe:
         if self.probe == "flow":
             return 0.25
         size = sum(a.size for a in self.arrays.values())
-        return {"default": 1.0, "state": 0.7, "grad": 1.0, "flow": 0.3}[self.params["segment"]] + size / 3e6
+        return {"default": 1.0, "state": 0.7, "grad": 1.0}[self.params["segment"]] + size / 3e6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +86,14 @@ class Suite:
     def flow_probes(self) -> list[Probe]:
         return [p for p in self.probes if p.probe == "flow"]
 
-    def flow_reference(self, flow: Probe, mode: str | None = None) -> Probe | None:
-        """The module probe that runs the contract's flow on ``flow``'s input, in
-        ``flow``'s own mode or in ``mode`` (None if the suite has no such probe)."""
+    def flow_reference(self, flow: Probe) -> tuple[Probe, int]:
+        """The module probe holding ``flow``'s input as a case, and that case's index
+        (the last cases of a shape's probe are its flows', in order of their inputs)."""
         n, d = flow.params["shape"]
-        mode = mode or ("eval" if flow.params["flag"] else "train")
-        return next((p for p in self.probes if p.id == f"module/flow/{n}x{d}/{mode}"), None)
+        module = next(p for p in self.probes if p.id == f"module/default/{n}x{d}")
+        same_shape = list(dict.fromkeys(p.params["seed"] for p in self.flow_probes() if p.params["shape"] == [n, d]))
+        index = len(module.families) - len(same_shape) + same_shape.index(flow.params["seed"])
+        return module, index
 
     @property
     def case_count(self) -> int:
@@ -137,7 +139,12 @@ def _draw(rng: np.random.Generator, family: str, shape: tuple[int, ...], d: int)
     return (mean + std * rng.standard_normal(shape)).astype(np.float32)
 
 
-def _module_default(secret: str, n: int, d: int, cases: int, advisory: bool) -> Probe:
+def _module_default(secret: str, n: int, d: int, cases: int, advisory: bool,
+                    flows: list[tuple[np.ndarray, int]] = ()) -> Probe:
+    """``cases`` cases of one shape, then one case per flow of that shape, whose
+    first training batch is the flow's input and whose init key is the flow's
+    seed: the module's own outputs there are what the flow must give (see
+    checks.flow). They are ordinary scored cases: a module cannot tell them apart."""
     rng = _rng(secret, f"default/{n}x{d}")
     families = [FAMILIES[i % len(FAMILIES)] for i in range(cases)]
     scored = [True] * cases
@@ -152,12 +159,21 @@ def _module_default(secret: str, n: int, d: int, cases: int, advisory: bool) -> 
     data = rng.standard_normal((cases, STEPS + 1, n, d), dtype=np.float32)
     data *= std  # in place and in float32: the suite is built while workers start
     data += mean
+    seeds = np.zeros(cases + len(flows), np.int32)
+    if flows:
+        extra = np.stack([_draw(rng, "offset", (STEPS + 1, n, d), d) for _ in flows])
+        for i, (x, seed) in enumerate(flows):
+            extra[i, 0] = x
+            seeds[cases + i] = seed
+        data = np.concatenate([data, extra])
+        families += ["offset"] * len(flows)
+        scored += [True] * len(flows)
     train, evalx = np.ascontiguousarray(data[:, :STEPS]), np.ascontiguousarray(data[:, STEPS])
     return Probe(
         id=f"module/default/{n}x{d}",
         probe="module",
-        params={"segment": "default", "shape": [n, d], "steps": STEPS, "seed": 0},
-        arrays={"train": train, "eval": evalx},
+        params={"segment": "default", "shape": [n, d], "steps": STEPS},
+        arrays={"train": train, "eval": evalx, "seeds": seeds},
         families=tuple(families),
         scored=tuple(scored),
     )
@@ -201,41 +217,37 @@ def _module_grad(secret: str, n: int, d: int, cases: int) -> Probe:
     )
 
 
-def _flows(secret: str) -> list[Probe]:
-    """Flow probes call the student's init_and_apply with their own MyBatchNorm;
-    each is paired with a module probe (segment "flow") in which the grader runs
-    the contract's flow on that same module, seed and input, in both modes. The
-    flow is judged by comparing the two: behaviour, not a stand-in the
-    submission could recognise."""
+def _flow_shapes(shapes: tuple[tuple[int, int, int], ...]) -> list[tuple[int, int, tuple[float, ...]]]:
+    """Which default shapes the flows use, and their flags: a batch of 2 in eval
+    (`out, upd = apply(...)` splits its rows), two small shapes in both modes."""
+    small = [(n, d) for n, d, _ in shapes if n >= 3 and n * d <= 400][:2]
+    plan = [(n, d, (0.0, 1.0)) for n, d in small]
+    if any((n, d) == (2, 3) for n, d, _ in shapes):
+        plan.insert(1, (2, 3, (1.0,)))
+    return plan
+
+
+def _flows(secret: str, shapes: tuple[tuple[int, int, int], ...]) -> tuple[list[Probe], dict[tuple[int, int], list]]:
+    """Flow probes call the student's init_and_apply with their own MyBatchNorm.
+    A shape's flows share one seed and input, which also become one extra case
+    of that shape's module probe: what the module gives there after init and one
+    apply (train0/y in training mode, fresh/y in eval mode) is what the flow must
+    return. Judged on behaviour, against outputs that are scored themselves."""
     rng = _rng(secret, "flow")
-    plan = [  # (N, D, flags): a shape's flows share their seed and input, so that
-        # each mode's reference also tells whether a flow ignored its flag
-        (3, 4, (0.0, 1.0)),
-        (2, 3, (1.0,)),  # eval with a batch of 2: `out, upd = apply(...)` splits rows
-        (5, 3, (0.0, 1.0)),
-    ]
-    probes = []
-    for n, d, flags in plan:
-        seed = float(rng.integers(0, 1000))
+    probes: list[Probe] = []
+    extra: dict[tuple[int, int], list] = {}
+    for n, d, flags in _flow_shapes(shapes):
+        seed = int(rng.integers(0, 1000))
         x = _draw(rng, "offset", (n, d), d)
+        extra.setdefault((n, d), []).append((x, seed))
         for flag in flags:
-            mode = "eval" if flag else "train"
-            name = f"{n}x{d}/{mode}"
             probes.append(Probe(
-                id=f"flow/{name}",
+                id=f"flow/{n}x{d}/{'eval' if flag else 'train'}",
                 probe="flow",
-                params={"seed": seed, "flag": flag, "shape": [n, d]},
+                params={"seed": float(seed), "flag": flag, "shape": [n, d]},
                 arrays={"x": x},
             ))
-            probes.append(Probe(
-                id=f"module/flow/{name}",
-                probe="module",
-                params={"segment": "flow", "shape": [n, d], "seed": int(seed), "mode": mode},
-                arrays={"x": x[None]},
-                families=("offset",),
-                scored=(True,),
-            ))
-    return probes
+    return probes, extra
 
 
 def prepare_expectations(suite: Suite) -> None:
@@ -259,13 +271,15 @@ def build_suite(secret: str | None) -> Suite:
     key = secret if hidden else PRACTICE_SECRET
     shapes = HIDDEN_SHAPES if hidden else PRACTICE_SHAPES
     state_cases, grad_cases = (24, 8) if hidden else (8, 4)
+    flows, extra = _flows(key, shapes)
     probes: list[Probe] = [
-        _module_default(key, n, d, cases, advisory=(n, d) == (32, 10) or (n, d) == (16, 5))
+        _module_default(key, n, d, cases, advisory=(n, d) == (32, 10) or (n, d) == (16, 5),
+                        flows=extra.get((n, d), []))
         for n, d, cases in shapes
     ]
     probes += [_module_state(key, n, d, state_cases) for n, d in STATE_SHAPES]
     probes.append(_module_grad(key, *GRAD_SHAPE, grad_cases))
-    probes += _flows(key)
+    probes += flows
     digest = hashlib.sha256()
     for p in probes:
         digest.update(p.id.encode())

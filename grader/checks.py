@@ -23,6 +23,7 @@ from grader.evidence import CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed
 from grader.sandbox import ProbeResult
 from grader.oracle import Variant
 from grader.pitfalls import PITFALLS
+from grader.protocol import GRADER_ONLY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -533,25 +534,30 @@ def _close(got: np.ndarray, want: np.ndarray) -> bool:
 
 
 def _reference_y(ev: Evidence, probe: Probe, mode: str | None = None) -> np.ndarray | None:
-    """What the student's own module gives under the contract's flow on ``probe``'s
-    seed and input (None: the module does not run there, or no such probe)."""
-    reference = ev.suite.flow_reference(probe, mode)
-    if reference is None:
-        return None
+    """What the student's own module gives after init and one apply, in ``probe``'s
+    mode (or ``mode``), on ``probe``'s seed and input: a case of the module probe
+    of that shape (None where the module does not run)."""
+    module, index = ev.suite.flow_reference(probe)
+    mode = mode or ("eval" if probe.params["flag"] else "train")
     n, d = probe.params["shape"]
+    result = ev.result(module)
+    cases = len(module.families)
     try:
-        return take(ev.result(reference).arrays, "y", (1, n, d), "").reshape(-1)
+        y = take(result.arrays, "fresh/y" if mode == "eval" else "train0/y", (cases, n, d), "")
     except Malformed:
         return None
+    return y[index].reshape(-1)
 
 
 def flow(ev: Evidence) -> Outcome:
-    """init_and_apply must give what the student's own MyBatchNorm gives under
-    the contract's flow (run by the grader in a module probe on the same seed
-    and input). Judged on behaviour: a flow that differs in spelling but not in
-    result (a float flag used as a condition, mutable only when training) passes.
-    A case where the module itself does not run cannot be judged; the check
-    needs at least one judged case in each mode."""
+    """init_and_apply must give what the student's own MyBatchNorm gives after
+    init and one apply on the same seed and input, which the grader runs as an
+    ordinary, scored case of the module's probe: a module that behaved otherwise
+    there to cover a wrong flow would lose that case's module checks. Judged on
+    behaviour: a flow that differs in spelling but not in result (a float flag
+    used as a condition, mutable only when training) passes. A case where the
+    module itself does not run cannot be judged; the check needs at least one
+    judged case in each mode."""
     expected = ("init_and_apply(seed: float, x, flag: float): init with PRNGKey(int(seed)), split params and "
                 "batch_stats, apply in the mode the flag says with mutable=['batch_stats'], return N*D values in 1-D")
     tags: list[str] = []
@@ -719,7 +725,7 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResu
             err = ev.run.import_error
             if err["type"] == "missing":
                 reason = f"missing {err['message']}"
-            elif err["type"] in ("crash", "timeout", "memory", "protocol"):
+            elif err["type"] in {kind.value for kind in GRADER_ONLY}:
                 reason = err["message"]
             else:
                 reason = f"{err['type']}: {err['message']}"

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grader.isolation import choose_level
+from grader.protocol import GRADER_ONLY
 from grader.sandbox import RunResult, Session, read_submission
 
 if TYPE_CHECKING:
     from grader.results import GradeResult
 
 DEFAULT_TIMEOUT = 60.0
+GRADER_KINDS = {kind.value for kind in GRADER_ONLY}  # failures the grader observed, not the student's code
 
 
 def _own_peak_mb() -> float:
@@ -85,7 +87,7 @@ def grade(
             problem = f"the submission does not define {err['message']}"
         elif err["type"] == "refused":
             problem = err["message"]
-        elif err["type"] in ("crash", "timeout", "memory", "protocol"):
+        elif err["type"] in GRADER_KINDS:
             problem = f"the submission's process failed while importing: {err['message']}"
         else:
             problem = f"importing the submission raised {err['type']}: {err['message']}"

@@ -102,13 +102,18 @@ def _split_apply_result(result: Any) -> tuple[Any, Any]:
 # --- the module probes -------------------------------------------------------------
 
 
-def _segment_default(model: Any, steps: int, seed: int) -> Callable[..., dict[str, Any]]:
-    """init on the first batch, `steps` training applies threading batch_stats, one eval."""
+def _segment_default(model: Any, steps: int) -> Callable[..., dict[str, Any]]:
+    """init on the first batch, `steps` training applies threading batch_stats, one
+    eval; and one eval apply straight after init (``fresh``), on the first batch."""
     import jax
 
-    def run(train: Any, evalx: Any) -> dict[str, Any]:
+    def run(train: Any, evalx: Any, seed: Any) -> dict[str, Any]:
         variables = model.init(jax.random.PRNGKey(seed), train[0], use_running_average=False)
         out = _flatten(variables, "init")
+        y, _ = _split_apply_result(
+            model.apply(variables, train[0], use_running_average=True, mutable=["batch_stats"])
+        )
+        out["fresh/y"] = y
         state = dict(variables)
         for s in range(steps):
             y, updates = _split_apply_result(
@@ -127,11 +132,11 @@ def _segment_default(model: Any, steps: int, seed: int) -> Callable[..., dict[st
     return run
 
 
-def _segment_init(model: Any, seed: int) -> Callable[..., dict[str, Any]]:
+def _segment_init(model: Any) -> Callable[..., dict[str, Any]]:
     """init alone, for a module whose applies fail."""
     import jax
 
-    def run(train: Any) -> dict[str, Any]:
+    def run(train: Any, seed: Any) -> dict[str, Any]:
         return _flatten(model.init(jax.random.PRNGKey(seed), train[0], use_running_average=False), "init")
 
     return run
@@ -180,20 +185,6 @@ def _segment_grad(model: Any) -> Callable[..., dict[str, Any]]:
     return run
 
 
-def _segment_flow(model: Any, seed: int, mode: str) -> Callable[..., dict[str, Any]]:
-    """The contract's flow, run by the grader on the student's module: init with
-    PRNGKey(seed), then one apply in ``mode`` with mutable=['batch_stats']."""
-    import jax
-
-    def run(x: Any) -> dict[str, Any]:
-        variables = model.init(jax.random.PRNGKey(seed), x, use_running_average=False)
-        y, _ = _split_apply_result(model.apply(variables, x, use_running_average=mode == "eval",
-                                               mutable=["batch_stats"]))
-        return {"y": y}
-
-    return run
-
-
 def _stack(results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     keys = results[0].keys()
     for r in results[1:]:
@@ -232,14 +223,11 @@ def _segment(model: Any, params: dict[str, Any], arrays: dict[str, np.ndarray]) 
     """The function a module probe vmaps over its cases, and its arguments."""
     segment = params["segment"]
     if segment == "default":
-        return (_segment_default(model, int(params["steps"]), int(params["seed"])),
-                [arrays["train"], arrays["eval"]])
+        return _segment_default(model, int(params["steps"])), [arrays["train"], arrays["eval"], arrays["seeds"]]
     if segment == "state":
         return _segment_state(model), [arrays[k] for k in ("x", "gamma", "beta", "running_mean", "running_var")]
     if segment == "grad":
         return _segment_grad(model), [arrays[k] for k in ("x", "gamma", "beta", "running_mean", "running_var", "w")]
-    if segment == "flow":
-        return _segment_flow(model, int(params["seed"]), str(params["mode"])), [arrays["x"]]
     raise ProbeError("grader", f"unknown segment {segment!r}")
 
 
@@ -253,7 +241,7 @@ def probe_module(cls: type, params: dict[str, Any], arrays: dict[str, np.ndarray
         if params["segment"] == "default":
             # Keep what init created, so the variables can still be checked.
             try:
-                err.partial = run_segment(_segment_init(model, int(params["seed"])), [arrays["train"]])
+                err.partial = run_segment(_segment_init(model), [arrays["train"], arrays["seeds"]])
             except ProbeError:
                 pass
         raise

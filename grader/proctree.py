@@ -8,6 +8,7 @@ unreadable modes and processes that fork while being killed are all expected.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 import stat
@@ -204,6 +205,33 @@ def _sysv_bytes(uid: int) -> int:
         except (IndexError, ValueError):
             continue
     return total
+
+
+def tree_usage(path: str, max_entries: int) -> tuple[int, int]:
+    """Bytes allocated and entries below ``path``, without recursion or following
+    links; counting stops after ``max_entries`` + 1 entries (the caller's limit)."""
+    used, entries, stack = 0, 0, [path]
+    while stack and entries <= max_entries:
+        try:
+            with os.scandir(stack.pop()) as scan:
+                for entry in scan:
+                    entries += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError as err:
+                        if err.errno == errno.ENAMETOOLONG:
+                            return used, max_entries + 1
+                        continue
+                    used += info.st_blocks * 512
+                    if stat.S_ISDIR(info.st_mode):
+                        stack.append(entry.path)
+                    if entries > max_entries:
+                        break
+        except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:
+                return used, max_entries + 1  # deeper than a path can say: over any limit
+            continue
+    return used, entries
 
 
 def _unmount_below(path: str) -> None:

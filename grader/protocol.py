@@ -39,6 +39,8 @@ class Failure(str, enum.Enum):
     MEMORY = "memory"
     PROTOCOL = "protocol"
     MISSING_RESULT = "no_result"
+    DISK = "disk"
+    OUTPUT_FLOOD = "flood"
     # reported by the worker
     IMPORT = "import"
     MISSING_NAMES = "missing"
@@ -49,4 +51,5 @@ class Failure(str, enum.Enum):
 
 # Failure kinds a worker may report about a probe; anything else it sends is
 # treated as a plain exception name from the student's code.
-GRADER_ONLY = frozenset({Failure.CRASH, Failure.TIMEOUT, Failure.MEMORY, Failure.PROTOCOL, Failure.MISSING_RESULT})
+GRADER_ONLY = frozenset({Failure.CRASH, Failure.TIMEOUT, Failure.MEMORY, Failure.PROTOCOL, Failure.MISSING_RESULT,
+                         Failure.DISK, Failure.OUTPUT_FLOOD})

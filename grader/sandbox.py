@@ -66,6 +66,8 @@ DEFAULT_MEMORY_MB = 4096
 BYTES_PER_INPUT_BYTE = 6
 BYTES_PER_WORKER = 4 * 1024 * 1024
 EAGER_BUDGET_MAX = 6.0  # an eager run of a probe may take this many per-probe budgets
+OUTPUT_LIMIT_BYTES = 4 * 2**20  # a worker's stdout and stderr together (32 KiB are shown)
+DISK_POLL_SECONDS = 0.5
 META_KEYS = {"mode": str, "jit_error": dict, "calls": list}
 
 
@@ -182,6 +184,7 @@ class _Worker:
         self.current_ids: list[str] = []
         self.current_since = self.started
         self.budget_scale = 1.0  # of the session's per-probe budget: groups and eager runs get more
+        self.started_ids: set[tuple[str, ...]] = set()  # starts seen: each is allowed once
         self.stopped = False
         self.allowance = BYTES_PER_WORKER
         self._allowance_lock = threading.Lock()
@@ -290,6 +293,13 @@ class _Worker:
         return "module"
 
 
+def _size(handle: Any) -> int:
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (OSError, ValueError):
+        return 0
+
+
 def _read_capped(handle: Any) -> str:
     handle.flush()
     handle.seek(0, os.SEEK_END)
@@ -367,6 +377,9 @@ class Session:
         if self.level == "uid" and not _confine.landlock_abi():
             isolation.protect(hidden, self.scratch.root)  # no Landlock to deny them: permissions must
             isolation.make_traversable(isolation._python_dirs())
+        # At the namespace levels home is a size-capped tmpfs; elsewhere it lies on
+        # the host's disk, and the watchdog measures it.
+        self.watch_home = self.level not in ("namespaces", "userns")
         self.group = cgroups.create(self.memory_bytes, isolation.MAX_PROCESSES * self.worker_count) \
             if self.level in ("namespaces", "uid") else None
         isolation.write_config(self.scratch, self.level, hidden, int(timeout) + 5,
@@ -434,6 +447,7 @@ class _Run:
             w.assign(plans[i] if i < len(plans) else [])
         self._oom_kills = session.group.oom_kills() if session.group else 0
         self.imported = False  # some worker has imported the submission
+        self._next_disk_check = 0.0
         self._handlers = {
             Frame.READY.value: self._on_ready,
             Frame.START.value: self._on_start,
@@ -470,6 +484,11 @@ class _Run:
         if worker.current not in (None, GROUP):
             ledger.charge(worker.current, kind, f"{reason} during this probe")
             todo = [p for p in todo if p.id != worker.current]
+        elif worker.current is None and kind == Failure.CRASH and todo:
+            # Between probes: the next one is charged, so that a worker that keeps
+            # exiting cannot be replaced forever (at most one worker per probe).
+            ledger.charge(todo[0].id, kind, f"{reason} before this probe started")
+            todo = todo[1:]
         elif worker.current is None and kind != Failure.CRASH:
             for p in todo:
                 ledger.charge(p.id, kind, reason)
@@ -509,12 +528,23 @@ class _Run:
         eager = header.get("eager_cases")
         if eager is not None:
             # The probe goes on case by case: a budget that grows with the cases
-            # the grader itself sent (the worker's count is not needed, nor trusted).
+            # the grader itself sent (the worker's count is not needed, nor trusted),
+            # granted once per probe.
             if worker.current != probe_id or isinstance(group, list):
                 raise ProtocolViolation("it announced an eager run of a probe it was not running")
+            if ("eager", probe_id) in worker.started_ids:
+                return  # a second eager run in the same probe (init alone, after a failure): no new budget
+            worker.started_ids.add(("eager", probe_id))
             worker.budget_scale = min(EAGER_BUDGET_MAX, max(1.0, (case_count(worker.plan[probe_id]) or 1) / 32))
             worker.current_since = time.monotonic()
             return
+        # Each probe starts once on its own, and once at most within a group
+        # (a failed group is retried one by one): restarts cannot stretch a budget.
+        key = ("group", *ids) if isinstance(group, list) else ("single", probe_id)
+        if key in worker.started_ids or any(i in self.ledger.results for i in ids) or (
+                worker.current not in (None, GROUP)):
+            raise ProtocolViolation("it started a probe out of turn")
+        worker.started_ids.add(key)
         worker.current = GROUP if isinstance(group, list) else probe_id
         worker.current_ids = list(ids)
         worker.current_since = time.monotonic()
@@ -555,6 +585,21 @@ class _Run:
             heaviest = self.live[max(usage, key=usage.__getitem__)]
             self.retire(heaviest, Failure.MEMORY, self._memory_reason(heaviest), import_phase=not heaviest.ready)
             return True
+        for w in list(self.live.values()):
+            printed = _size(w.stdout) + _size(w.stderr)
+            if printed > OUTPUT_LIMIT_BYTES:
+                self.retire(w, Failure.OUTPUT_FLOOD, f"it printed more than {OUTPUT_LIMIT_BYTES // 2**20} MiB "
+                            f"({w.phase} phase)", import_phase=not w.ready)
+                return True
+        if session.watch_home and now >= self._next_disk_check and self.live:
+            self._next_disk_check = now + DISK_POLL_SECONDS
+            used, entries = proctree.tree_usage(str(session.scratch.home), isolation.SCRATCH_INODES)
+            if used > isolation.SCRATCH_MB * 2**20 or entries > isolation.SCRATCH_INODES:
+                reason = (f"its files exceed {isolation.SCRATCH_MB} MiB or {isolation.SCRATCH_INODES} entries "
+                          "in its home")
+                for w in list(self.live.values()):
+                    self.retire(w, Failure.DISK, f"{reason} ({w.phase} phase)", import_phase=not w.ready)
+                return True
         over = [w for w in self.live.values() if w.ready and w.current is not None
                 and now - w.current_since > session.probe_budget * w.budget_scale]
         if over:
@@ -607,13 +652,16 @@ class _Run:
                 self.violation(worker, f"it sent a malformed message ({frame[1]})")
                 continue
             header, arrays = frame
-            handler = self._handlers.get(header.get("kind"))
+            kind = header.get("kind")
+            handler = self._handlers.get(kind) if isinstance(kind, str) else None
             try:
                 if handler is None:
                     raise ProtocolViolation("it sent a message of an unknown kind")
                 handler(worker, header, arrays)
             except ProtocolViolation as violation:
                 self.violation(worker, str(violation))
+            except Exception as err:  # noqa: BLE001 - a frame no handler foresaw is the worker's fault
+                self.violation(worker, f"it sent a message the grader could not use ({type(err).__name__})")
         return self._finish()
 
     def _finish(self) -> RunResult:

@@ -40,14 +40,19 @@ CONFINEMENT = {"steals_reference", "steals_secret", "network_and_kill", "fake_re
                "memory_bomb", "garbage_on_channel", "runaway_recursion", "noisy_but_correct"}
 
 
-def _header(path: Path) -> dict[str, str]:
+def _header(path: Path, level: str | None = None) -> dict[str, str]:
+    """The file's declarations; ``expect LEVEL:`` and ``reason LEVEL:`` lines
+    override the plain ones at that level."""
     fields = {}
     for line in path.read_text().splitlines():
-        match = re.match(r"# (hostile|expect|reason|levels): ?(.*)$", line)
+        match = re.match(r"# (hostile|expect|reason|levels|expect \w+|reason \w+): ?(.*)$", line)
         if not match:
             break
         fields[match.group(1)] = match.group(2).strip()
     assert {"hostile", "expect", "reason"} <= set(fields), f"{path.name} needs hostile/expect/reason lines"
+    for key in ("expect", "reason"):
+        if level is not None and f"{key} {level}" in fields:
+            fields[key] = fields[f"{key} {level}"]
     return fields
 
 
@@ -196,7 +201,7 @@ def _grade_level(level: str) -> LevelRun:
 
 @pytest.mark.parametrize(("path", "level"), _cases())
 def test_hostile_submission_is_graded_safely(path: Path, level: str):
-    header = _header(path)
+    header = _header(path, level)
     run = _grade_level(level)
     assert run.code == 0, run.printed[-3000:]
     assert "Traceback" not in run.printed

@@ -78,3 +78,42 @@ def test_a_linked_submission_is_refused_and_never_read(tmp_path: Path, target: s
         assert "symbolic link" in run.results["output"]
         everything = run.stdout + run.stderr + str(run.results)
         assert "firstwordofthesecret" not in everything
+
+
+def test_landlock_allow_list_is_carved_around_private_paths(tmp_path: Path):
+    from grader._launch import _carve
+
+    allowed = tmp_path / "etc"
+    (allowed / "course" / "private").mkdir(parents=True)
+    for name in ("hosts", "course/notes", "course/private/secret.txt", "course/private/other"):
+        (allowed / name).write_text(name)
+    secret = str(allowed / "course" / "private" / "secret.txt")
+    carved = _carve([str(allowed), "/usr"], [secret])
+    assert "/usr" in carved and str(allowed) not in carved
+    assert secret not in carved and not any(secret.startswith(p + "/") for p in carved)
+    assert {str(allowed / "hosts"), str(allowed / "course" / "notes"), str(allowed / "course" / "private" / "other")} <= set(carved)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to keep a secret in /etc")
+def test_a_secret_kept_in_an_allowed_system_folder_stays_unreadable_at_uid(tmp_path: Path):
+    """Landlock allows all of /etc; a secret an instructor keeps there is carved out."""
+    folder = Path(tempfile.mkdtemp(prefix="bngrade-test-", dir="/etc"))
+    try:
+        secret = folder / "secret.txt"
+        secret.write_text("carved-out-secret-Qx81")
+        secret.chmod(0o644)
+        thief = tmp_path / "sub" / "batchnorm.py"
+        thief.parent.mkdir()
+        thief.write_text(f"try:\n    print('stolen:', open({str(secret)!r}).read())\nexcept OSError as err:\n"
+                         f"    print('refused:', type(err).__name__)\n" + SOLUTION.read_text().replace(
+                             "from __future__ import annotations\n", ""))
+        run = run_cli("grade", str(thief), "--quiet", "--isolation", "uid", "--secret-file", str(secret),
+                      results=tmp_path / "out" / "results.json")
+        assert run.code == 0, run.stderr
+        assert run.results["score"] == 100
+        assert "refused: PermissionError" in run.results["output"]
+        assert "carved-out-secret-Qx81" not in run.stdout + run.stderr + str(run.results)
+    finally:
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()

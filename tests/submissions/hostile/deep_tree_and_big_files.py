@@ -1,7 +1,11 @@
-# hostile: builds a 3,000-level folder tree in its home and fills /tmp and /dev/shm with files of a few hundred MB; otherwise correct
+# hostile: builds a 3,000-level folder tree in its home and fills /tmp and /dev/shm with files of a few hundred MB; otherwise correct (home is a capped tmpfs at the namespace levels; on the host's disk at uid and landlock, where a tree deeper than a path can name is charged as disk abuse)
 # expect: score == 100
 # reason: 
-# levels: namespaces uid userns landlock process
+# expect uid: score < 100
+# reason uid: exceed 256 MiB or 20000 entries
+# expect landlock: score < 100
+# reason landlock: exceed 256 MiB or 20000 entries
+# levels: namespaces uid userns landlock
 import os
 import signal
 

@@ -1,7 +1,7 @@
 # hostile: starts a daemon (setsid, re-executed with 987654 in its command line) that forks a new child and exits every few ms for 30 s; otherwise correct
 # expect: score == 100
 # reason: 
-# levels: namespaces uid userns landlock process
+# levels: namespaces uid userns landlock
 import os
 import sys
 import time
