@@ -47,8 +47,11 @@ class Check:
     name: str  # as the student reads it
     weight: int
     run: Callable[[Evidence], Outcome]
-    depends: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()  # without these passing, this check cannot be evaluated: skipped
     advisory: bool = False
+    # Checks whose failure this one would repeat: it still runs, and an untagged
+    # failure while one of them failed is theirs, already charged (one cause, one charge).
+    explained_by: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -694,11 +697,11 @@ CHECKS: tuple[Check, ...] = (
     Check("eval_output", "Eval mode normalizes with the running statistics", 10, eval_output, ("module_runs",)),
     Check("eval_frozen", "Eval mode leaves the running statistics unchanged", 5, eval_frozen, ("module_runs",)),
     Check("given_state", "Trained gamma/beta and running statistics are used correctly", 8, given_state, ("variables",)),
-    Check("gradients", "Gradients flow through the batch statistics", 9, gradients,
-          ("variables", "train_output", "given_state")),
+    Check("gradients", "Gradients flow through the batch statistics", 9, gradients, ("variables",),
+          explained_by=("train_output", "given_state")),
     Check("flow", "init_and_apply: init, split, apply(mutable), flatten", 10, flow, ("module_runs",)),
-    Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end,
-          ("flow", "initial_values", "init_guard", "train_output", "eval_output")),
+    Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end, ("module_runs",),
+          explained_by=("flow", "initial_values", "init_guard", "train_output", "eval_output")),
     Check("stability", "Numerical stability with large offsets (advice, no points)", 0, stability, ("train_output",),
           advisory=True),
     Check("mutable_true", "apply's mutable argument (advice, no points)", 0, mutable_true, advisory=True),
@@ -713,6 +716,17 @@ def _explained(outcome: Outcome, charged: dict[str, str]) -> Outcome | None:
         return None
     where = "; ".join(f"{PITFALLS[t].title} (charged in '{charged[t]}')" for t in outcome.tags)
     return Outcome(True, outcome.expected, notes=outcome.notes + (f"Correct apart from: {where}.",))
+
+
+def _repeats(outcome: Outcome, check: Check, results: dict[str, CheckResult]) -> Outcome | None:
+    """An untagged failure of a check while a check it would repeat failed: the
+    cause was charged there (e.g. end to end after a failed training output)."""
+    failed = [results[d].name for d in check.explained_by if results[d].status != "passed"]
+    if outcome.passed or outcome.tags or not failed:
+        return None
+    where = ", ".join(f"'{name}'" for name in failed)
+    return Outcome(True, outcome.expected, notes=outcome.notes + (
+        f"Not charged again: this differs because of what {where} already charged ({outcome.observed}).",))
 
 
 def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResult]:
@@ -748,7 +762,7 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResu
             print(f"grader: internal error in check {check.id}: {detail}", file=sys.stderr)
             outcome = Outcome(False, "", f"the grader could not evaluate this check (internal error: {detail}); "
                               "please report it to your instructor")
-        outcome = _explained(outcome, charged) or outcome
+        outcome = _explained(outcome, charged) or _repeats(outcome, check, results) or outcome
         status = "passed" if outcome.passed else "failed"
         if not outcome.passed:
             for tag in outcome.tags:

@@ -65,3 +65,15 @@ def test_output_only_comparison_misses_most_wrong_submissions(grade_file, capsys
         print(f"\noutput-only comparison would give full marks to {len(passed_naive)} of {len(WRONG)} "
               f"wrong submissions: {', '.join(passed_naive)}")
     assert len(passed_naive) >= len(WRONG) // 3
+
+
+FLOW_ONLY = ("flow_not_flat", "flow_returns_tuple", "flow_no_mutable", "flow_always_trains", "seed_not_cast")
+
+
+@pytest.mark.parametrize("name", FLOW_ONLY)
+def test_a_flow_mistake_costs_the_flow_check_only(name: str, grade_file):
+    """One cause, one charge: end to end repeats the flow, so it is not charged again."""
+    run = grade_file(ROOT / "tests" / "submissions" / "wrong" / f"{name}.py")
+    flow = next(t for t in run.results["tests"] if t["name"].startswith("init_and_apply: init"))
+    assert flow["status"] == "failed"
+    assert run.results["score"] == 100 - flow["max_score"]
