@@ -126,9 +126,11 @@ def _feature_moments(rng: np.random.Generator, family: str, d: int) -> tuple[np.
     if family == "tiny_variance":  # variance around eps: eps placement matters here
         std = np.exp(rng.uniform(np.log(3e-4), np.log(3e-2), d))
         return rng.uniform(-1, 1, d) * std, std
-    if family == "constant":
+    if family == "constant":  # half the features constant, some of them large: where
+        # float32's E[x^2] - E[x]^2 cancels to a small negative number unless clipped
         std = np.where(rng.random(d) < 0.5, 0.0, 1.0)
-        return rng.uniform(-2, 2, d), std
+        large = rng.choice([-1.0, 1.0], d) * np.exp(rng.uniform(np.log(0.1), np.log(1e3), d))
+        return np.where(std == 0.0, large, rng.uniform(-2, 2, d)), std
     if family == "large_offset":  # advisory: mean 1e4, std ~1
         return np.full(d, 1e4) * rng.choice([-1, 1], d), np.exp(rng.uniform(-0.5, 0.5, d))
     raise ValueError(f"unknown family {family!r}")

@@ -47,11 +47,10 @@ class Check:
     name: str  # as the student reads it
     weight: int
     run: Callable[[Evidence], Outcome]
-    depends: tuple[str, ...] = ()  # without these passing, this check cannot be evaluated: skipped
+    # Only checks without which this one cannot be evaluated: otherwise it runs,
+    # and a failure whose named mistakes were charged earlier is not charged again.
+    depends: tuple[str, ...] = ()
     advisory: bool = False
-    # Checks whose failure this one would repeat: it still runs, and an untagged
-    # failure while one of them failed is theirs, already charged (one cause, one charge).
-    explained_by: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -73,7 +72,8 @@ class CheckResult:
 
 # --- shared helpers ----------------------------------------------------------------
 
-TRAIN_TAGS = ("stats_over_features", "unbiased_variance", "eps_misplaced", "train_uses_running_stats", "affine_misapplied")
+TRAIN_TAGS = ("stats_over_features", "unbiased_variance", "eps_misplaced", "train_uses_running_stats", "affine_misapplied",
+              "variance_not_clipped")
 UPDATE_TAGS = ("momentum_reversed", "train_skips_update", "unbiased_variance")
 EVAL_TAGS = ("eval_uses_batch_stats", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance")
 FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "unbiased_variance", "eval_uses_batch_stats")
@@ -613,6 +613,9 @@ def flow(ev: Evidence) -> Outcome:
 
 
 def end_to_end(ev: Evidence) -> Outcome:
+    """init_and_apply with the student's own module against the contract. It needs
+    a module whose outputs are right, not a right flow: a flow mistake makes it fail
+    with the tag the flow check named, so the mistake is not charged twice."""
     expected = "init_and_apply with your MyBatchNorm gives the layer's output in both modes"
     for probe in ev.suite.flow_probes():
         result = ev.result(probe)
@@ -622,15 +625,25 @@ def end_to_end(ev: Evidence) -> Outcome:
                            _flow_error_tags(result.error))
         x = probe.arrays["x"][None].astype(np.float64)
         ones, zeros = np.ones((1, d)), np.zeros((1, d))
-        true = oracle.step(x, ones, zeros, zeros, ones, train=not flag).y
+        truth = {mode: oracle.step(x, ones, zeros, zeros, ones, train=mode == "train").y for mode in ("train", "eval")}
+        mode, other = ("eval", "train") if flag else ("train", "eval")
         tol = output_tolerance(x, ones, zeros) if not flag else output_tolerance(x, ones, zeros, zeros, ones)
+        y = result.arrays.get("y")
+        if isinstance(y, np.ndarray) and y.dtype.kind in "fiub" and y.size == n * d and y.shape != (n * d,):
+            return Outcome(False, expected, f"{where}: returned shape {y.shape}, expected ({n * d},)",
+                           ("output_not_flat",))
         try:
             y = take(result.arrays, "y", (n * d,), "init_and_apply's result")
         except Malformed as err:
             return Outcome(False, expected, f"{where}: {err}")
-        miss = worst(y.reshape(1, n, d), true, tol)
-        if miss is not None:
-            return Outcome(False, expected, f"{where}: {miss.summary()}")
+        miss = worst(y.reshape(1, n, d), truth[mode], tol)
+        if miss is None:
+            continue
+        if worst(y.reshape(1, n, d), truth[other], tol) is None:
+            own = _reference_y(ev, probe)  # what the module itself gives here: then it is not the flow's doing
+            tags = ("flag_ignored",) if own is None or not _close(y, own) else ()
+            return Outcome(False, expected, f"{where}: the output is the {other}-mode one", tags)
+        return Outcome(False, expected, f"{where}: {miss.summary()}")
     return Outcome(True, expected)
 
 
@@ -697,11 +710,11 @@ CHECKS: tuple[Check, ...] = (
     Check("eval_output", "Eval mode normalizes with the running statistics", 10, eval_output, ("module_runs",)),
     Check("eval_frozen", "Eval mode leaves the running statistics unchanged", 5, eval_frozen, ("module_runs",)),
     Check("given_state", "Trained gamma/beta and running statistics are used correctly", 8, given_state, ("variables",)),
-    Check("gradients", "Gradients flow through the batch statistics", 9, gradients, ("variables",),
-          explained_by=("train_output", "given_state")),
+    Check("gradients", "Gradients flow through the batch statistics", 9, gradients,
+          ("variables", "train_output", "given_state")),
     Check("flow", "init_and_apply: init, split, apply(mutable), flatten", 10, flow, ("module_runs",)),
-    Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end, ("module_runs",),
-          explained_by=("flow", "initial_values", "init_guard", "train_output", "eval_output")),
+    Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end,
+          ("initial_values", "init_guard", "train_output", "eval_output")),
     Check("stability", "Numerical stability with large offsets (advice, no points)", 0, stability, ("train_output",),
           advisory=True),
     Check("mutable_true", "apply's mutable argument (advice, no points)", 0, mutable_true, advisory=True),
@@ -716,17 +729,6 @@ def _explained(outcome: Outcome, charged: dict[str, str]) -> Outcome | None:
         return None
     where = "; ".join(f"{PITFALLS[t].title} (charged in '{charged[t]}')" for t in outcome.tags)
     return Outcome(True, outcome.expected, notes=outcome.notes + (f"Correct apart from: {where}.",))
-
-
-def _repeats(outcome: Outcome, check: Check, results: dict[str, CheckResult]) -> Outcome | None:
-    """An untagged failure of a check while a check it would repeat failed: the
-    cause was charged there (e.g. end to end after a failed training output)."""
-    failed = [results[d].name for d in check.explained_by if results[d].status != "passed"]
-    if outcome.passed or outcome.tags or not failed:
-        return None
-    where = ", ".join(f"'{name}'" for name in failed)
-    return Outcome(True, outcome.expected, notes=outcome.notes + (
-        f"Not charged again: this differs because of what {where} already charged ({outcome.observed}).",))
 
 
 def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResult]:
@@ -762,7 +764,7 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResu
             print(f"grader: internal error in check {check.id}: {detail}", file=sys.stderr)
             outcome = Outcome(False, "", f"the grader could not evaluate this check (internal error: {detail}); "
                               "please report it to your instructor")
-        outcome = _explained(outcome, charged) or _repeats(outcome, check, results) or outcome
+        outcome = _explained(outcome, charged) or outcome
         status = "passed" if outcome.passed else "failed"
         if not outcome.passed:
             for tag in outcome.tags:

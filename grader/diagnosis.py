@@ -38,6 +38,7 @@ MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
     ("affine_misapplied", {"affine": "no_gamma"}),
     ("affine_misapplied", {"affine": "no_beta"}),
     ("affine_misapplied", {"affine": "minus_beta"}),
+    ("variance_not_clipped", {"variance": "unclipped"}),
 )
 
 

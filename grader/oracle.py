@@ -35,6 +35,10 @@ class Variant:
     update_in_eval: bool = False
     momentum_reversed: bool = False
     affine: Literal["normal", "none", "swapped", "no_gamma", "no_beta", "minus_beta"] = "normal"
+    # "unclipped": the one-pass E[x^2] - E[x]^2 in float32 without max(., 0): where it
+    # cancels (|mean| >> std, e.g. a constant feature) it may come out negative, and
+    # the output is NaN there or the contract's value (the model allows either).
+    variance: Literal["clipped", "unclipped"] = "clipped"
 
     def differs_in(self) -> set[str]:
         return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(CONTRACT, f.name)}
@@ -154,6 +158,10 @@ def step(
         mean, var = batch_mean, batch_var
 
     x_hat = _normalize(x, mean, var, variant.eps)
+    if variant.variance == "unclipped" and source == "batch":
+        # float32 cancellation of the one-pass form: about eps32 * mean^2 of error
+        cancels = batch_var <= 64.0 * float(np.finfo(np.float32).eps) * np.square(batch_mean)
+        x_hat = np.where(cancels, np.nan, x_hat)
     g, b = gamma[..., None, :], beta[..., None, :]
     if variant.affine == "normal":
         y = g * x_hat + b

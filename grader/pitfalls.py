@@ -151,6 +151,16 @@ _ALL = (
         "Do not wrap the batch statistics in stop_gradient or compute them outside JAX.",
     ),
     Pitfall(
+        "variance_not_clipped",
+        "the one-pass variance can come out negative",
+        "E[x^2] - E[x]^2 in float32 cancels when a feature is (nearly) constant and far "
+        "from zero: rounding leaves a tiny negative number, sqrt(var + eps) of it is NaN, "
+        "and one NaN in a batch poisons a whole training step. flax.linen.BatchNorm "
+        "clips it at zero for this reason.",
+        "Compute the variance as mean((x - mean)^2), or clip the one-pass form with "
+        "jnp.maximum(var, 0.0).",
+    ),
+    Pitfall(
         "not_jittable",
         "the module fails under jax.jit",
         "Training steps are jitted: inside jit, values are tracers, so NumPy calls, "

@@ -48,7 +48,7 @@ def test_batch_writes_results_gradebook_and_report_then_reuses_them(tmp_path):
     first = _batch(folder, out)
     assert first.returncode == 0, first.stderr
     assert "graded 4 submissions" in first.stdout
-    for student, score in (("alice", 100), ("bob", 90), ("dave", 0)):  # bob: the init guard only (10)
+    for student, score in (("alice", 100), ("bob", 85), ("dave", 0)):
         data = json.loads((out / student / "results.json").read_text())
         assert data["score"] == score and data["extra_data"]["student"] == student
         assert (out / student / "feedback.html").read_text().startswith("<!doctype html>")
@@ -160,7 +160,7 @@ def test_gradescope_bundle_grades_a_submission_where_gradescope_reads_it(tmp_pat
     run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr
     data = json.loads((root / "results" / "results.json").read_text())
-    assert data["score"] == 90 and data["extra_data"]["suite"] == "hidden"
+    assert data["score"] == 85 and data["extra_data"]["suite"] == "hidden"
     assert "course-secret-9917" not in run.stdout + run.stderr + json.dumps(data)
     # A submission without batchnorm.py still gets a results file with a reason.
     (root / "submission" / "batchnorm.py").rename(root / "submission" / "bn.py")

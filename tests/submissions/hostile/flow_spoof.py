@@ -1,5 +1,5 @@
-# hostile: init_and_apply ignores its flag (always trains); the module recognises the grader's own probe by its stack frames and ignores the flag there too, hoping the flow check compares like with like; the lie is then scored in the module's own eval checks. Honest score of the flag-ignoring flow: 85
-# expect: score <= 85
+# hostile: init_and_apply ignores its flag (always trains); the module recognises the grader's own probe by its stack frames and ignores the flag there too, hoping the flow check compares like with like; the lie is then scored in the module's own eval checks. Honest score of the flag-ignoring flow: 90 (the flow check alone)
+# expect: score <= 90
 # reason: eval_uses_batch_stats
 import sys
 
