@@ -95,6 +95,8 @@ class Mismatch:
         where = f" at feature {self.index[-1]}" if self.index else ""
         if self.nonfinite:
             return f"a NaN or infinite value{where}"
+        if self.tolerance < 1e-12:  # e.g. gamma = 0: the right value is exact, no rounding to allow for
+            return f"max error {self.error:.2g}{where} (the expected value is exact here)"
         return f"max error {self.error:.2g}{where} (tolerance {self.tolerance:.2g})"
 
 

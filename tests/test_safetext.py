@@ -246,3 +246,15 @@ def test_terminal_wrapping_cannot_forge_a_line(width):
     lines = buffer.getvalue().splitlines()
     assert [line for line in lines if line.startswith("Score:")] == [lines[-1]]
     assert lines[-1].startswith("Score: 50/100")
+
+
+def test_an_untagged_shape_failure_gets_a_shape_hint_not_the_formula():
+    from grader.checks import CheckResult
+    from grader.report.text import check_message
+
+    shape = CheckResult("train_output", "Training mode normalizes", 15, "failed", "the formula",
+                        "on 2x3: the output of training step 1 on 2x3 has shape (3,), expected (2, 3)")
+    value = CheckResult("train_output", "Training mode normalizes", 15, "failed", "the formula",
+                        "training step 1 on 2x3: max error 0.5 at feature 1 (tolerance 1e-06)")
+    assert "shapes" in check_message(shape) and "formula above" not in check_message(shape)
+    assert "formula above" in check_message(value)

@@ -79,3 +79,11 @@ def test_large_offsets_break_one_pass_variance_which_is_why_they_are_advisory():
     ones, zeros = np.ones((2, 4)), np.zeros((2, 4))
     truth = oracle.step(x, ones, zeros, zeros, ones, True).y
     assert not within(_float32_one_pass(x), truth, output_tolerance(x, ones, zeros)).all()
+
+
+def test_a_degenerate_tolerance_is_never_printed():
+    from grader.compare import Mismatch
+
+    text = Mismatch(0, (0, 2), 0.5, 1e-30, False).summary()
+    assert "1e-30" not in text and "exact" in text
+    assert "tolerance 0.001" in Mismatch(0, (0, 2), 0.5, 1e-3, False).summary()

@@ -27,7 +27,20 @@ def check_message(check: CheckResult) -> str:
         lines.append(f"Likely mistake [{tag}]: {pitfall.title}. {pitfall.why}")
         lines.append(f"Hint: {pitfall.hint}")
     if not check.tags:
-        lines.append("Hint: compare your code with the formula above; the practice suite "
-                     "(no secret) shows the same kinds of inputs.")
+        lines.append(_untagged_hint(check.observed))
     lines += list(check.notes)
     return clean("\n".join(lines))
+
+
+def _untagged_hint(observed: str) -> str:
+    """A hint that fits what went wrong: a shape, an exception, or a value."""
+    text = observed.lower()
+    if "shape" in text or "is missing" in text or "cases" in text:
+        return ("Hint: this is about shapes and names, not the formula: print the shapes of what your code "
+                "returns (the output, each variable) on a small (N, D) input and compare them with the "
+                "expectation above.")
+    if "raised" in text or "error:" in text or "exception" in text:
+        return ("Hint: your code raised an exception on these inputs: run the practice suite (no secret) "
+                "locally, which shows the same kinds of inputs, and read the line it names.")
+    return ("Hint: compare your code with the formula above; the practice suite (no secret) shows the same "
+            "kinds of inputs.")
