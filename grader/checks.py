@@ -74,9 +74,9 @@ class CheckResult:
 
 TRAIN_TAGS = ("stats_over_features", "unbiased_variance", "eps_misplaced", "train_uses_running_stats", "affine_misapplied",
               "variance_not_clipped")
-UPDATE_TAGS = ("momentum_reversed", "train_skips_update", "unbiased_variance")
+UPDATE_TAGS = ("momentum_reversed", "momentum_value", "train_skips_update", "unbiased_variance")
 EVAL_TAGS = ("eval_uses_batch_stats", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance")
-FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "unbiased_variance", "eval_uses_batch_stats")
+FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "momentum_value", "unbiased_variance", "eval_uses_batch_stats")
 ALL_TAGS = tuple(PITFALLS)
 
 
@@ -251,7 +251,7 @@ def _output_tol(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, rv:
 
     def tol(v: Variant) -> np.ndarray:
         source = v.train_stats if train else v.eval_stats
-        key = f"{source}/{v.eps}/{v.momentum_reversed}/{v.update_ddof}"
+        key = f"{source}/{v.eps}/{v.eps_value}/{v.momentum_reversed}/{v.momentum}/{v.update_ddof}"
         if key not in cache:
             if source == "batch":
                 cache[key] = output_tolerance(x, g, b, eps=v.eps)

@@ -33,6 +33,11 @@ MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
     ("train_skips_update", {"update_in_train": False}),
     ("eval_updates_stats", {"update_in_eval": True}),
     ("momentum_reversed", {"momentum_reversed": True}),
+    ("momentum_value", {"momentum": 0.99}),  # flax.linen.BatchNorm's default
+    ("momentum_value", {"momentum": 0.999}),
+    ("momentum_value", {"momentum": 0.95}),
+    ("eps_misplaced", {"eps_value": 1e-3}),  # Keras's default
+    ("eps_misplaced", {"eps_value": 1e-8}),
     ("affine_misapplied", {"affine": "none"}),
     ("affine_misapplied", {"affine": "swapped"}),
     ("affine_misapplied", {"affine": "no_gamma"}),

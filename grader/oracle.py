@@ -34,6 +34,8 @@ class Variant:
     update_in_train: bool = True
     update_in_eval: bool = False
     momentum_reversed: bool = False
+    momentum: float = MOMENTUM  # another value: flax.linen.BatchNorm's default 0.99, say
+    eps_value: float = EPS  # another value: Keras's default 1e-3, say
     affine: Literal["normal", "none", "swapped", "no_gamma", "no_beta", "minus_beta"] = "normal"
     # "unclipped": the one-pass E[x^2] - E[x]^2 in float32 without max(., 0): where it
     # cancels (|mean| >> std, e.g. a constant feature) it may come out negative, and
@@ -99,12 +101,12 @@ def _feature_moments(x: np.ndarray, ddof: int, broadcast: bool) -> tuple[np.ndar
     return mean[..., :, None], var[..., :, None]
 
 
-def _normalize(x: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: str) -> np.ndarray:
+def _normalize(x: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: str, value: float = EPS) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if eps == "inside":
-            return (x - mean) / np.sqrt(var + EPS)
+            return (x - mean) / np.sqrt(var + value)
         if eps == "outside":
-            return (x - mean) / (np.sqrt(var) + EPS)
+            return (x - mean) / (np.sqrt(var) + value)
         return (x - mean) / np.sqrt(var)
 
 
@@ -141,6 +143,7 @@ def step(
             upd_mean, upd_var = old_mean, old_var
 
     if variant.update_in_train if train else variant.update_in_eval:
+        momentum = variant.momentum if variant.momentum != MOMENTUM else momentum
         m = 1.0 - momentum if variant.momentum_reversed else momentum
         new_mean = m * old_mean + (1.0 - m) * upd_mean
         new_var = m * old_var + (1.0 - m) * upd_var
@@ -157,7 +160,7 @@ def step(
     else:
         mean, var = batch_mean, batch_var
 
-    x_hat = _normalize(x, mean, var, variant.eps)
+    x_hat = _normalize(x, mean, var, variant.eps, variant.eps_value)
     if variant.variance == "unclipped" and source == "batch":
         # float32 cancellation of the one-pass form: about eps32 * mean^2 of error
         cancels = batch_var <= 64.0 * float(np.finfo(np.float32).eps) * np.square(batch_mean)

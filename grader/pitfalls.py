@@ -151,6 +151,15 @@ _ALL = (
         "Do not wrap the batch statistics in stop_gradient or compute them outside JAX.",
     ),
     Pitfall(
+        "momentum_value",
+        "the running statistics move at another rate than momentum = 0.9",
+        "The update is running = momentum * running + (1 - momentum) * batch with "
+        "momentum = 0.9. flax.linen.BatchNorm defaults to 0.99: wrapping it without "
+        "momentum=0.9, or copying a constant from elsewhere, makes the statistics lag.",
+        "Check the momentum your module uses (its default, or what you pass to "
+        "nn.BatchNorm).",
+    ),
+    Pitfall(
         "variance_not_clipped",
         "the one-pass variance can come out negative",
         "E[x^2] - E[x]^2 in float32 cancels when a feature is (nearly) constant and far "

@@ -1,0 +1,41 @@
+# pitfall: momentum_value
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class MyBatchNorm(nn.Module):
+    momentum: float = 0.99  # flax.linen.BatchNorm's default, kept
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, use_running_average: bool):
+        d = x.shape[-1]
+        gamma = self.param("gamma", nn.initializers.ones, (d,))
+        beta = self.param("beta", nn.initializers.zeros, (d,))
+        running_mean = self.variable("batch_stats", "running_mean", lambda: jnp.zeros((d,)))
+        running_var = self.variable("batch_stats", "running_var", lambda: jnp.ones((d,)))
+        if use_running_average:
+            mu, var = running_mean.value, running_var.value
+        else:
+            mu = jnp.mean(x, axis=0)
+            var = jnp.mean((x - mu) ** 2, axis=0)
+            if not self.is_initializing():
+                running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mu
+                running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+        x_hat = (x - mu) / jnp.sqrt(var + self.eps)
+        return gamma * x_hat + beta
+
+
+def init_and_apply(seed, x, use_running_average):
+    model = MyBatchNorm()
+    variables = model.init(jax.random.PRNGKey(int(seed)), x, use_running_average=False)
+    params = variables["params"]
+    batch_stats = variables["batch_stats"]
+    out, updated = model.apply(
+        {"params": params, "batch_stats": batch_stats},
+        x,
+        use_running_average=bool(use_running_average),
+        mutable=["batch_stats"],
+    )
+    return out.reshape(-1)
