@@ -258,3 +258,14 @@ def test_an_untagged_shape_failure_gets_a_shape_hint_not_the_formula():
                         "training step 1 on 2x3: max error 0.5 at feature 1 (tolerance 1e-06)")
     assert "shapes" in check_message(shape) and "formula above" not in check_message(shape)
     assert "formula above" in check_message(value)
+
+
+def test_report_pages_fit_a_phone_and_have_a_main_landmark():
+    from grader.report.html import class_report, feedback_page
+
+    data = {"score": 50.0, "max_score": 100.0, "output": "x", "tests": [
+        {"name": "n", "score": 0.0, "max_score": 5.0, "status": "failed", "output": "https://" + "a" * 300,
+         "tags": []}], "extra_data": {"tags": [], "suite": "practice", "isolation": "process"}}
+    for page in (feedback_page("alice", data), class_report({"alice": data}, {"alice": "alice/feedback.html"})):
+        assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+        assert "<main>" in page and "</main>" in page

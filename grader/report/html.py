@@ -21,7 +21,8 @@ body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
 .passed{color:#176b2c}.failed{color:#a3231a}.tag{font-family:monospace;background:#f3f0e8;padding:0 .3rem;border-radius:3px}
-pre{white-space:pre-wrap;background:#f7f7f7;padding:.6rem;border-radius:4px;margin:.3rem 0}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:.6rem;border-radius:4px;margin:.3rem 0}
+td{overflow-wrap:anywhere}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
@@ -32,8 +33,10 @@ def escape(text: str) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n")
+    # viewport: phones render at their own width instead of a scaled-down 980 px page
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><main>\n{body}\n</main></body></html>\n")
 
 
 def feedback_page(student_id: str, data: dict[str, Any]) -> str:
