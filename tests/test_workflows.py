@@ -76,7 +76,10 @@ def test_batch_interrupted_leaves_complete_files_and_next_run_finishes(tmp_path)
     folder = tmp_path / "class"
     folder.mkdir()
     for i in range(8):
-        shutil.copy(CORRECT[i % len(CORRECT)], folder / f"s{i}.py")
+        # Each takes half a second more to import, so that the interrupt surely lands
+        # while the class is still being graded, even on a busy machine.
+        source = CORRECT[i % len(CORRECT)].read_text()
+        (folder / f"s{i}.py").write_text(("import time\ntime.sleep(0.5)\n" if i else "") + source)
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
     env["GRADER_SECRET"] = TEST_SECRET
