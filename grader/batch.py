@@ -113,6 +113,13 @@ def _init_pool(options: Options) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # When it does (Pool.terminate sends SIGTERM), unwind: the grading session in
+    # progress then kills its workers and removes its scratch folders.
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]:
