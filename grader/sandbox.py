@@ -370,13 +370,23 @@ class Session:
             proctree.kill_uid(self.uid)  # anything a crashed earlier grader left under this uid
         self._work = tempfile.mkdtemp(prefix="bngrade-work-")
         self._logs = tempfile.mkdtemp(prefix="bngrade-logs-")
+        self.workers: list[_Worker] = []
+        self.group: cgroups.Group | None = None
+        try:
+            self._start(submission, timeout, hide)
+        except BaseException:  # interrupted or failed half-way: leave nothing behind
+            self.close()
+            raise
+
+    def _start(self, submission: bytes, timeout: float, hide: list[Path] | None) -> None:
         os.chmod(self._logs, 0o700)
         self.logs = Path(self._logs)
         self.scratch = isolation.prepare_scratch(Path(self._work), submission, self.level)
         hidden = isolation.hidden_paths([self.logs, *(hide or [])])
-        if self.level == "uid" and not _confine.landlock_abi():
-            isolation.protect(hidden, self.scratch.root)  # no Landlock to deny them: permissions must
-            isolation.make_traversable(isolation._python_dirs())
+        if self.level == "uid":
+            isolation.make_traversable(isolation._python_dirs())  # the uid must reach the interpreter
+            if not _confine.landlock_abi():
+                isolation.protect(hidden, self.scratch.root)  # no Landlock to deny them: permissions must
         # At the namespace levels home is a size-capped tmpfs; elsewhere it lies on
         # the host's disk, and the watchdog measures it.
         self.watch_home = self.level not in ("namespaces", "userns")
@@ -386,7 +396,6 @@ class Session:
                                self.group.procs_files if self.group else [])
         self.inbox: queue.Queue = queue.Queue()
         self._count = 0
-        self.workers: list[_Worker] = []
         self.peak_rss = 0
         # Started now: their imports overlap building the suite.
         self.first = [self._spawn() for _ in range(self.worker_count)]
@@ -421,7 +430,8 @@ class Session:
         proctree.reap()
         if self.uid is not None:
             proctree.remove_owned(self.uid)
-        for path in (self._work, self._logs, str(self.scratch.new_root)):
+        scratch = getattr(self, "scratch", None)
+        for path in (self._work, self._logs, *([str(scratch.new_root)] if scratch else [])):
             proctree.remove_tree(path)
 
     def __enter__(self) -> Session:
