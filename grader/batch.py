@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -118,8 +119,13 @@ def _init_pool(options: Options) -> None:
     signal.signal(signal.SIGTERM, _stop)
 
 
+_GRADING = False  # a grading session is open in this pool process
+
+
 def _stop(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    if _GRADING:
+        raise SystemExit(128 + signum)  # unwinds through the session's clean-up
+    os._exit(128 + signum)  # idle (or already shutting down): nothing to clean
 
 
 def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]:
@@ -129,11 +135,15 @@ def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]
 
     student, fingerprint, out = job
     assert _OPTIONS is not None
+    global _GRADING
+    _GRADING = True
     try:
         result = grade(student.path, _OPTIONS.secret, timeout=_OPTIONS.timeout, memory_mb=_OPTIONS.memory_mb,
                        workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide)
     except Exception as err:  # noqa: BLE001 - one submission never stops the class
         result = _ungraded(student, f"{type(err).__name__}: {err}"[:300])
+    finally:
+        _GRADING = False
     result.submission = student.id
     data = results_json(result)
     data["extra_data"]["fingerprint"] = fingerprint
