@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import time
 from pathlib import Path
+
+from grader import proctree
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -106,15 +107,7 @@ class Group:
         for d in self.dirs:
             with contextlib.suppress(OSError):
                 (d / "cgroup.kill").write_text("1")
-        for _ in range(100):
-            pids = self.pids()
-            if not pids:
-                return
-            for sig in (signal.SIGSTOP, signal.SIGKILL):
-                for pid in pids:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, sig)
-            time.sleep(0.005)
+        proctree.kill_all(self.pids)
 
     def remove(self) -> None:
         self.kill()

@@ -23,7 +23,7 @@ from grader.evidence import CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed
 from grader.sandbox import ProbeResult
 from grader.oracle import Variant
 from grader.pitfalls import PITFALLS
-from grader.protocol import GRADER_ONLY
+from grader.protocol import GRADER_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -741,7 +741,7 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResu
             err = ev.run.import_error
             if err["type"] == "missing":
                 reason = f"missing {err['message']}"
-            elif err["type"] in {kind.value for kind in GRADER_ONLY}:
+            elif err["type"] in GRADER_KINDS:
                 reason = err["message"]
             else:
                 reason = f"{err['type']}: {err['message']}"

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grader.isolation import choose_level
-from grader.protocol import GRADER_ONLY
+from grader.protocol import GRADER_KINDS
 from grader.sandbox import RunResult, Session, read_submission
 
 if TYPE_CHECKING:
     from grader.results import GradeResult
 
 DEFAULT_TIMEOUT = 60.0
-GRADER_KINDS = {kind.value for kind in GRADER_ONLY}  # failures the grader observed, not the student's code
 
 
 def _own_peak_mb() -> float:

@@ -14,7 +14,7 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MNT_DETACH = 2
@@ -88,7 +88,7 @@ def reap() -> None:
             return
 
 
-def _kill_all(find: callable, rounds: int = 50) -> None:
+def kill_all(find: Callable[[], Iterable[int]], rounds: int = 50) -> None:
     """SIGKILL whatever ``find()`` returns until it returns nothing. SIGSTOP first
     in each round, so that a process forking new pids cannot outrun the kills."""
     me = os.getpid()
@@ -109,7 +109,7 @@ def _kill_all(find: callable, rounds: int = 50) -> None:
 
 def kill_tree(root: int) -> None:
     """SIGKILL ``root``'s whole tree, repeatedly, until none of it is left."""
-    _kill_all(lambda: descendants(root))
+    kill_all(lambda: descendants(root))
 
 
 def pids_of_uid(uid: int) -> list[int]:
@@ -133,7 +133,7 @@ def pids_of_uid(uid: int) -> list[int]:
 
 def kill_uid(uid: int) -> None:
     """Kill every process of ``uid`` (a uid the grader dedicated to one worker)."""
-    _kill_all(lambda: pids_of_uid(uid))
+    kill_all(lambda: pids_of_uid(uid))
 
 
 def resident_bytes(pids: Iterable[int]) -> int:

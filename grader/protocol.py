@@ -53,3 +53,4 @@ class Failure(str, enum.Enum):
 # treated as a plain exception name from the student's code.
 GRADER_ONLY = frozenset({Failure.CRASH, Failure.TIMEOUT, Failure.MEMORY, Failure.PROTOCOL, Failure.MISSING_RESULT,
                          Failure.DISK, Failure.OUTPUT_FLOOD})
+GRADER_KINDS = frozenset(kind.value for kind in GRADER_ONLY)  # the same, as the strings frames carry

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grader import _confine, cgroups, isolation, proctree, wire
-from grader.protocol import GRADER_ONLY, Failure, Frame
+from grader.protocol import GRADER_KINDS, Failure, Frame
 
 if TYPE_CHECKING:  # imported lazily: workers start before the grader imports NumPy
     import numpy as np
@@ -95,7 +95,6 @@ class RunResult:
     timed_out: bool = False
     memory_exceeded: bool = False
     peak_rss_mb: float = 0.0
-    violations: list[str] = dataclasses.field(default_factory=list)
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -118,7 +117,7 @@ def clean_error(err: Any) -> dict[str, str]:
     if not isinstance(err, dict):
         return {"type": Failure.PROTOCOL.value, "message": "malformed error report"}
     kind = str(err.get("type", "Error"))[:60]
-    if kind in {f.value for f in GRADER_ONLY}:
+    if kind in GRADER_KINDS:
         kind = "Error"
     return {"type": kind, "message": str(err.get("message", ""))[:600]}
 
@@ -151,7 +150,6 @@ class Ledger:
     def __init__(self) -> None:
         self.results: dict[str, ProbeResult] = {}
         self.import_error: dict[str, str] | None = None
-        self.violations: list[str] = []
 
     def charge(self, probe_id: str, kind: Failure, message: str) -> None:
         if probe_id not in self.results:
@@ -164,8 +162,6 @@ class Ledger:
         if self.import_error is None:
             self.import_error = {"type": kind, "message": message}
 
-    def violation(self, reason: str) -> None:
-        self.violations.append(reason)
 
 
 # --- one worker --------------------------------------------------------------------
@@ -512,7 +508,6 @@ class _Run:
                 ledger.charge(p.id, kind, f"{reason} before this probe ran")
 
     def violation(self, worker: _Worker, reason: str) -> None:
-        self.ledger.violation(reason)
         self.retire(worker, Failure.PROTOCOL, f"{reason} (a protocol violation)", import_phase=not worker.ready)
 
     # --- frame handlers
@@ -701,7 +696,6 @@ class _Run:
             timed_out=timed_out,
             memory_exceeded=self.memory_exceeded,
             peak_rss_mb=session.peak_rss / (1024 * 1024),
-            violations=ledger.violations,
         )
 
 

@@ -23,14 +23,12 @@ import pytest
 
 from grader.isolation import available_levels
 from tests.conftest import HOSTILE, ROOT
-from tests.levels import available_as_nobody, run_cli_as
+from tests.levels import LEVELS, USER_LEVELS, available_as_nobody, run_cli_as
 
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 8
 SECRET = "hostile-suite-secret-Zq7"
-LEVELS = ["namespaces", "uid", "userns", "landlock", "process"]
-USER_LEVELS = {"userns", "landlock"}  # run by an unprivileged user
 # Every file runs at the strongest level (namespaces). The other levels run the
 # files that test confinement itself (and those whose "# levels:" line names
 # them); the rest (hangs, exits, garbage, forged frames) exercise the session

@@ -19,7 +19,7 @@ import pytest
 
 from grader.isolation import available_levels
 from tests.conftest import HOSTILE, run_cli
-from tests.levels import available_as_nobody, run_cli_as
+from tests.levels import LEVELS, USER_LEVELS, available_as_nobody, run_cli_as
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +27,6 @@ HOSTILE_DIR = HOSTILE[0].parent if HOSTILE else Path(__file__).parent / "submiss
 ESCAPES = HOSTILE_DIR / "terminal_escapes.py"
 MARKER = HOSTILE_DIR / "prints_marker.py"
 KEYRING = HOSTILE_DIR / "kernel_keyring.py"
-LEVELS = ["namespaces", "uid", "userns", "landlock", "process"]
-USER_LEVELS = {"userns", "landlock"}
 CONTROL = ("\x1b", "\x9b", "\r")
 
 
