@@ -17,6 +17,7 @@ submission at a time each (a submission's own isolation is that of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -24,7 +25,8 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,17 +202,48 @@ def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bo
             todo.append((student, fingerprint, str(out)))
     if todo:
         context = multiprocessing.get_context("spawn")
-        with context.Pool(processes=max(1, min(jobs, len(todo))), initializer=_init_pool, initargs=(options,),
-                          maxtasksperchild=50) as pool:
+        with _sticky_interrupt() as interrupted, context.Pool(
+                processes=max(1, min(jobs, len(todo))), initializer=_init_pool, initargs=(options,),
+                maxtasksperchild=50) as pool:
             try:
                 for student_id, data, _ in pool.imap_unordered(_grade_one, todo):
                     done[student_id] = data
                     progress(student_id, data, False)
+                    if interrupted:
+                        raise KeyboardInterrupt
             except KeyboardInterrupt:
                 pool.terminate()
                 raise
+            if interrupted:  # the interrupt came after the last result
+                raise KeyboardInterrupt
     write_summaries(out, {s.id: done[s.id] for s in students if s.id in done})
     return done
+
+
+@contextlib.contextmanager
+def _sticky_interrupt() -> Iterator[list[bool]]:
+    """Ctrl-C that cannot be lost: remembered as well as raised.
+
+    A KeyboardInterrupt raised while the main thread happens to run a finalizer
+    (garbage collection, a weakref callback) is printed and dropped by Python;
+    the remembered flag still stops the batch after the next result.
+    """
+    import signal
+
+    interrupted: list[bool] = []
+
+    def handler(signum: int, frame: object) -> None:
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def write_summaries(out: Path, graded: dict[str, dict[str, Any]]) -> None:

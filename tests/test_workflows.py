@@ -91,7 +91,7 @@ def test_batch_interrupted_leaves_complete_files_and_next_run_finishes(tmp_path)
     assert first_line.startswith("[1/8]")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "run the same command again" in stderr
+    assert proc.returncode == 130 and "run the same command again" in stderr, stderr[-2000:]
     written = sorted(out.glob("*/results.json"))
     assert 1 <= len(written) < 8
     for path in written:
