@@ -22,6 +22,8 @@ from grader.oracle import CONTRACT, Variant
 MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
     ("stats_over_features", {"axis": "features"}),
     ("stats_over_features", {"axis": "features_broadcast"}),
+    ("stats_over_features", {"axis": "all"}),
+    ("variance_uncentered", {"variance": "uncentered"}),
     ("unbiased_variance", {"norm_ddof": 1, "update_ddof": 1}),
     ("unbiased_variance", {"norm_ddof": 1}),
     ("unbiased_variance", {"update_ddof": 1}),
@@ -36,6 +38,9 @@ MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
     ("momentum_value", {"momentum": 0.99}),  # flax.linen.BatchNorm's default
     ("momentum_value", {"momentum": 0.999}),
     ("momentum_value", {"momentum": 0.95}),
+    ("momentum_value", {"momentum": 0.81}),  # the update applied twice per step
+    ("ema_debiased", {"update_rule": "debiased"}),
+    ("ema_first_overwrite", {"update_rule": "first_overwrite"}),
     ("eps_misplaced", {"eps_value": 1e-3}),  # Keras's default
     ("eps_misplaced", {"eps_value": 1e-8}),
     ("affine_misapplied", {"affine": "none"}),
@@ -43,6 +48,7 @@ MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
     ("affine_misapplied", {"affine": "no_gamma"}),
     ("affine_misapplied", {"affine": "no_beta"}),
     ("affine_misapplied", {"affine": "minus_beta"}),
+    ("affine_misapplied", {"affine": "one_plus_gamma"}),
     ("variance_not_clipped", {"variance": "unclipped"}),
 )
 
@@ -67,6 +73,7 @@ class Diagnosis:
     tags: tuple[str, ...] = ()
     mismatch: Mismatch | None = None
     where: str = ""
+    models: tuple[Variant, ...] = ()  # the models that reproduce every item
 
 
 def _matches(items: Sequence[Item], variant: Variant, loose: bool) -> bool:
@@ -120,8 +127,8 @@ def diagnose(items: Sequence[Item], tags: Sequence[str]) -> Diagnosis:
     candidates = [(tag, Variant(**fields)) for tag, fields in MISTAKES if tag in tags]  # type: ignore[arg-type]
     # A mistake that predicts what the contract predicts explains nothing here.
     candidates = [(tag, v) for tag, v in candidates if _changes(items, v, CONTRACT)]
-    found = {tag for tag, variant in candidates if _matches(items, variant, loose=True)}
-    if not found:
+    models = [(tag, variant) for tag, variant in candidates if _matches(items, variant, loose=True)]
+    if not models:
         for (tag_a, a), (tag_b, b) in itertools.combinations(candidates, 2):
             if tag_a == tag_b or a.differs_in() & b.differs_in():
                 continue
@@ -129,6 +136,8 @@ def diagnose(items: Sequence[Item], tags: Sequence[str]) -> Diagnosis:
             # Both halves must matter here: a mistake that changes nothing in these
             # items (an update-only mistake, for an output) is no explanation.
             if _changes(items, merged, a) and _changes(items, merged, b) and _matches(items, merged, loose=True):
-                found |= {tag_a, tag_b}
+                models += [(tag_a, merged), (tag_b, merged)]
+    found = {tag for tag, _ in models}
     ordered = tuple(t for t in dict.fromkeys(tag for tag, _ in MISTAKES) if t in found)
-    return Diagnosis(passed=False, tags=ordered, mismatch=mismatch, where=where)
+    return Diagnosis(passed=False, tags=ordered, mismatch=mismatch, where=where,
+                     models=tuple(dict.fromkeys(variant for _, variant in models)))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from grader.cases import Probe, Suite
-from grader.protocol import Failure
+from grader.protocol import Failure, role_of
 from grader.sandbox import ProbeResult, RunResult
 
 CONTRACT_PARAMS = ("params/gamma", "params/beta")
@@ -24,16 +24,44 @@ class Malformed(Exception):
     """An output of the wrong kind or shape."""
 
 
-def take(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """``arrays[name]`` as float64 if it has exactly ``shape``."""
+def take(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], what: str,
+         squeeze: bool = False) -> np.ndarray:
+    """``arrays[name]`` as float64 if it has exactly ``shape``. With ``squeeze``,
+    extra axes of length 1 are harmless (a (1, D) running mean holds the same
+    values as a (D,) one): the shape is then charged once, by the variables check,
+    and the values are compared like any others."""
     if name not in arrays:
         raise Malformed(f"{what} is missing")
     array = arrays[name]
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
         raise Malformed(f"{what} is not a numeric array")
+    if array.shape != shape and squeeze and array.shape[:1] == shape[:1] and _core(array.shape[1:]) == _core(shape[1:]):
+        array = array.reshape(shape)
     if array.shape != shape:
         raise Malformed(f"{what} has shape {array.shape[1:]}, expected {shape[1:]}")
     return array.astype(np.float64)
+
+
+def _core(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n for n in shape if n != 1)
+
+
+def role_names(names: list[str]) -> dict[str, str]:
+    """{contract role: the variable path playing it}: the contract's own name where
+    present, else the one variable whose name says the role (scale, mean, ...)."""
+    found: dict[str, list[str]] = {}
+    for name in names:
+        role = role_of(tuple(name.split("/")))
+        if role is not None:
+            found.setdefault(role, []).append(name)
+    roles = {}
+    for contract in CONTRACT_PARAMS + CONTRACT_STATS:
+        role = contract.rsplit("/", 1)[-1]
+        if contract in names:
+            roles[role] = contract
+        elif len(found.get(role, [])) == 1:
+            roles[role] = found[role][0]
+    return roles
 
 
 @dataclasses.dataclass
@@ -95,35 +123,45 @@ class Trajectory:
         cut = len(prefix) + 1
         return sorted(k[cut:] for k in self.result.arrays if k.startswith(prefix + "/") and k != f"{prefix}/y")
 
-    def get(self, prefix: str, name: str, per: str = "feature") -> np.ndarray:
-        shape = (self.cases, self.d) if per == "feature" else (self.cases, self.n, self.d)
-        return take(self.result.arrays, f"{prefix}/{name}", shape, f"{name} after {_phase(prefix)} on {self.label}")
+    def get(self, prefix: str, name: str) -> np.ndarray:
+        """A per-feature variable after a phase, as (cases, D)."""
+        return take(self.result.arrays, f"{prefix}/{name}", (self.cases, self.d),
+                    f"{name} after {_phase(prefix)} on {self.label}", squeeze=True)
 
     def output(self, prefix: str) -> np.ndarray:
         return take(self.result.arrays, f"{prefix}/y", (self.cases, self.n, self.d), f"the output of {_phase(prefix)} on {self.label}")
 
+    def role(self, role: str) -> str | None:
+        """The path of the variable playing ``role`` (gamma, ..., running_var), if any."""
+        return role_names(self.names("init")).get(role)
+
     def stat_name(self, which: str) -> str | None:
         """The path of the running mean or variance: the contract's, else a guess."""
-        contract = f"batch_stats/running_{which}"
-        names = self.names("init")
-        if contract in names:
-            return contract
-        guesses = [n for n in names if which in n.rsplit("/", 1)[-1] and not n.startswith("params/")]
-        return guesses[0] if guesses else None
+        return self.role(f"running_{which}")
 
     def params(self) -> tuple[np.ndarray, np.ndarray]:
-        """The student's initial gamma/beta if named as in the contract, else ones/zeros."""
+        """The student's initial gamma/beta (found by role), else ones/zeros."""
+        gamma, beta = self.role("gamma"), self.role("beta")
         try:
-            return self.get("init", "params/gamma"), self.get("init", "params/beta")
+            if gamma is not None and beta is not None:
+                return self.get("init", gamma), self.get("init", beta)
         except Malformed:
-            return np.ones((self.cases, self.d)), np.zeros((self.cases, self.d))
+            pass
+        return np.ones((self.cases, self.d)), np.zeros((self.cases, self.d))
 
     def state(self, prefix: str) -> tuple[np.ndarray, np.ndarray]:
         """Running mean and variance after a phase (their initial values if unnamed)."""
         mean_name, var_name = self.stat_name("mean"), self.stat_name("var")
         if mean_name is None or var_name is None:
             return np.zeros((self.cases, self.d)), np.ones((self.cases, self.d))
-        return self.get(prefix, mean_name), self.get(prefix, var_name)
+        return self._after(prefix, mean_name), self._after(prefix, var_name)
+
+    def _after(self, prefix: str, name: str) -> np.ndarray:
+        """A variable after a phase. apply(mutable=['batch_stats']) cannot change
+        params, so a statistic declared there keeps its value from init."""
+        if name.startswith("params/") and f"{prefix}/{name}" not in self.result.arrays:
+            prefix = "init"
+        return self.get(prefix, name)
 
 
 def _phase(prefix: str) -> str:
@@ -147,6 +185,10 @@ class Evidence:
 
     suite: Suite
     run: RunResult
+    # Checks that failed so far (filled in by checks.evaluate, in table order):
+    # a later check does not judge again what one of them charged.
+    failed: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # check id -> tags it named
+    models: dict[str, Any] = dataclasses.field(default_factory=dict)  # check id -> oracle model of its mistake
 
     def result(self, probe: Probe) -> ProbeResult:
         return self.run.probes.get(probe.id) or ProbeResult(probe.id, {}, {}, {"type": Failure.MISSING_RESULT.value,

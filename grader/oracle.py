@@ -25,7 +25,7 @@ EPS = 1e-5
 class Variant:
     """One way of computing BatchNorm; the defaults are the contract."""
 
-    axis: Literal["batch", "features", "features_broadcast"] = "batch"
+    axis: Literal["batch", "features", "features_broadcast", "all"] = "batch"
     norm_ddof: int = 0
     update_ddof: int = 0
     eps: Literal["inside", "outside", "none"] = "inside"
@@ -36,11 +36,15 @@ class Variant:
     momentum_reversed: bool = False
     momentum: float = MOMENTUM  # another value: flax.linen.BatchNorm's default 0.99, say
     eps_value: float = EPS  # another value: Keras's default 1e-3, say
-    affine: Literal["normal", "none", "swapped", "no_gamma", "no_beta", "minus_beta"] = "normal"
+    affine: Literal["normal", "none", "swapped", "no_gamma", "no_beta", "minus_beta", "one_plus_gamma"] = "normal"
+    # How the running statistics move: the contract's EMA; Haiku-style debiased
+    # (an EMA of zeros-started hidden values divided by 1 - momentum^t); or the
+    # first update replacing them with the batch's (Equinox-style), EMA after.
+    update_rule: Literal["ema", "debiased", "first_overwrite"] = "ema"
     # "unclipped": the one-pass E[x^2] - E[x]^2 in float32 without max(., 0): where it
     # cancels (|mean| >> std, e.g. a constant feature) it may come out negative, and
     # the output is NaN there or the contract's value (the model allows either).
-    variance: Literal["clipped", "unclipped"] = "clipped"
+    variance: Literal["clipped", "unclipped", "uncentered"] = "clipped"  # uncentered: mean(x^2), no "- mean"
 
     def differs_in(self) -> set[str]:
         return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(CONTRACT, f.name)}
@@ -120,33 +124,60 @@ def step(
     variant: Variant = CONTRACT,
     momentum: float = MOMENTUM,
     output: bool = True,
+    t: int = 1,
 ) -> Step:
     """One ``apply`` on ``x``; in training mode the statistics update as ``variant`` says.
 
-    With ``output=False`` only the statistics are computed (``y`` is empty).
+    ``t`` counts the updates so far including this one (1: the first after init),
+    for the update rules that depend on it. With ``output=False`` only the
+    statistics are computed (``y`` is empty).
     """
     source = x
     x, gamma, beta = _f64(x), _f64(gamma), _f64(beta)
     old_mean, old_var = _f64(running_mean), _f64(running_var)
 
-    if variant.axis == "batch":
+    if variant.axis == "batch" and variant.variance == "uncentered":
+        batch_mean = x.mean(axis=-2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            batch_var = np.square(x).sum(axis=-2) / (x.shape[-2] - variant.norm_ddof)
+            upd_mean, upd_var = batch_mean, np.square(x).sum(axis=-2) / (x.shape[-2] - variant.update_ddof)
+        batch_mean, batch_var = batch_mean[..., None, :], batch_var[..., None, :]
+    elif variant.axis == "batch":
         batch_mean, batch_var = batch_moments(source, variant.norm_ddof)
         upd_mean, upd_var = batch_moments(source, variant.update_ddof)
         batch_mean, batch_var = batch_mean[..., None, :], batch_var[..., None, :]
+    elif variant.axis == "all":  # a mean and variance over every element (no axis given)
+        flat = x.reshape(*x.shape[:-2], -1)
+        mean_all = flat.mean(axis=-1)[..., None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_n = np.square(flat - mean_all).sum(axis=-1)[..., None]
+            var_norm, var_upd = (var_n / (flat.shape[-1] - ddof) for ddof in (variant.norm_ddof, variant.update_ddof))
+        shape = x.shape[:-2] + (x.shape[-1],)
+        upd_mean, upd_var = np.broadcast_to(mean_all, shape), np.broadcast_to(var_upd, shape)
+        batch_mean, batch_var = mean_all[..., None, :], var_norm[..., None, :]
     else:
         broadcast = variant.axis == "features_broadcast"
         batch_mean, batch_var = _feature_moments(x, variant.norm_ddof, broadcast)
         if broadcast:  # the (N,) row statistics land in the (D,) running ones
             upd_mean, upd_var = _feature_moments(x, variant.update_ddof, True)
             upd_mean, upd_var = upd_mean[..., 0, :], upd_var[..., 0, :]
-        else:  # (N, 1) statistics: no (D,) update to model, only the output
+        elif not output:  # (N, 1) statistics have no (D,) update: this model cannot say what is stored
+            raise ValueError("row statistics do not fit the (D,) running statistics")
+        else:  # only the output is modelled
             upd_mean, upd_var = old_mean, old_var
 
     if variant.update_in_train if train else variant.update_in_eval:
         momentum = variant.momentum if variant.momentum != MOMENTUM else momentum
         m = 1.0 - momentum if variant.momentum_reversed else momentum
-        new_mean = m * old_mean + (1.0 - m) * upd_mean
-        new_var = m * old_var + (1.0 - m) * upd_var
+        if variant.update_rule == "first_overwrite" and t == 1:
+            new_mean, new_var = upd_mean + 0.0 * old_mean, upd_var + 0.0 * old_var
+        elif variant.update_rule == "debiased":  # hidden_{t-1} = running_{t-1} * (1 - m^(t-1))
+            keep, scale = m * (1.0 - m ** (t - 1)), 1.0 / (1.0 - m ** t)
+            new_mean = (keep * old_mean + (1.0 - m) * upd_mean) * scale
+            new_var = (keep * old_var + (1.0 - m) * upd_var) * scale
+        else:
+            new_mean = m * old_mean + (1.0 - m) * upd_mean
+            new_var = m * old_var + (1.0 - m) * upd_var
     else:
         new_mean, new_var = old_mean, old_var
 
@@ -176,6 +207,8 @@ def step(
         y = g * x_hat
     elif variant.affine == "minus_beta":
         y = g * x_hat - b
+    elif variant.affine == "one_plus_gamma":
+        y = (1.0 + g) * x_hat + b
     else:
         y = x_hat
     return Step(y=y, running_mean=new_mean, running_var=new_var)
@@ -197,3 +230,35 @@ def train_grads(x: np.ndarray, gamma: np.ndarray, w: np.ndarray, stop_stats: boo
     else:
         dx = inv_std * (g - g.mean(axis=-2, keepdims=True) - x_hat * (g * x_hat).mean(axis=-2, keepdims=True))
     return {"x": dx, "gamma": (w * x_hat).sum(axis=-2), "beta": w.sum(axis=-2)}
+
+
+def model_grads(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                running_var: np.ndarray, w: np.ndarray, variant: Variant) -> dict[str, np.ndarray]:
+    """Gradients of ``sum(w * y)`` in training mode under ``variant``, by central
+    differences in float64: the gradient a module with that (named) mistake has,
+    so that its gradients are judged apart from the mistake charged elsewhere.
+
+    Every perturbed input is one more case of a single batched :func:`step`.
+    """
+    x, gamma, beta, w = _f64(x), _f64(gamma), _f64(beta), _f64(w)
+    cases, n, d = x.shape
+    out: dict[str, np.ndarray] = {}
+    for name, base in (("x", x), ("gamma", gamma), ("beta", beta)):
+        size = base[0].size
+        h = 1e-6 * (1.0 + np.abs(base).reshape(cases, size))  # (cases, size)
+        eye = np.eye(size)
+        plus, minus = [], []
+        for sign, into in ((1.0, plus), (-1.0, minus)):
+            bumped = base.reshape(cases, 1, size) + sign * h[:, :, None] * eye[None]  # (cases, size, size)
+            into.append(bumped.reshape(cases * size, *base.shape[1:]))
+        args = {"x": x, "gamma": gamma, "beta": beta}
+
+        def loss(values: np.ndarray) -> np.ndarray:
+            full = {k: np.repeat(v, size, axis=0) for k, v in args.items()}
+            full[name] = values
+            y = step(full["x"], full["gamma"], full["beta"], np.repeat(_f64(running_mean), size, axis=0),
+                     np.repeat(_f64(running_var), size, axis=0), True, variant).y
+            return (y * np.repeat(w, size, axis=0)).sum(axis=(-2, -1)).reshape(cases, size)
+
+        out[name] = ((loss(plus[0]) - loss(minus[0])) / (2.0 * h)).reshape(base.shape)
+    return out

@@ -31,17 +31,18 @@ _ALL = (
     Pitfall(
         "apply_not_mutable",
         "apply is called without batch_stats in `mutable`",
-        "Collections not listed in `mutable` are read-only during apply: in training "
-        "mode the update raises ModifyScopeVariableError; in eval mode apply returns "
-        "the bare output, not an (output, updates) pair.",
+        "Collections not listed in `mutable` are read-only during apply, so the "
+        "training-mode update raises ModifyScopeVariableError. (Eval mode writes "
+        "nothing: there a plain apply, which returns the output alone, is fine.)",
         "Pass mutable=[\"batch_stats\"] to apply and unpack (output, updates).",
     ),
     Pitfall(
         "stats_over_features",
-        "statistics are taken over the feature axis",
+        "statistics are not taken over the batch axis alone",
         "BatchNorm normalizes each feature with statistics over the batch (axis 0), "
         "giving (D,) running statistics; reducing over axis 1 is LayerNorm, and its "
-        "(N,) statistics only broadcast when N == D.",
+        "(N,) statistics only broadcast when N == D; reducing over every element "
+        "(no axis given) gives one number for all features.",
         "Reduce over axis 0 so that mean and variance have shape (D,).",
     ),
     Pitfall(
@@ -56,7 +57,8 @@ _ALL = (
         "eval mode normalizes with the batch's statistics",
         "In eval mode a prediction must not depend on the other examples in the "
         "batch: normalize with running_mean/running_var instead.",
-        "In the use_running_average branch, read the running statistics' `.value`.",
+        "When use_running_average is true, normalize with the running statistics' "
+        "`.value`, not with the batch's mean and variance.",
     ),
     Pitfall(
         "train_uses_running_stats",
@@ -104,10 +106,21 @@ _ALL = (
     ),
     Pitfall(
         "wrong_variable_names",
-        "variables are named or shaped otherwise than the contract",
-        "Checkpoints, optimizers and the grader find variables by collection and "
-        "name: params gamma/beta and batch_stats running_mean/running_var, each (D,).",
-        "Use exactly those names, each of shape (D,).",
+        "variables are named otherwise than the contract",
+        "Checkpoints, optimizers and the exercise's tests find variables by collection "
+        "and name: params gamma/beta and batch_stats running_mean/running_var. (The "
+        "grader found yours by what their names suggest and compared their values.)",
+        "Use exactly those names.",
+    ),
+    Pitfall(
+        "variable_shape",
+        "variables have another shape than (D,)",
+        "gamma, beta and the running statistics hold one number per feature: shape "
+        "(D,). A (1, D) statistic (keepdims=True) holds the right values but is not "
+        "the contract's shape; one sized by x.shape[0] has one number per example, so "
+        "a batch of another size no longer fits.",
+        "Size every variable by x.shape[-1] and store statistics without keepdims "
+        "(or squeeze them) before assigning them.",
     ),
     Pitfall(
         "wrong_initial_values",
@@ -122,7 +135,7 @@ _ALL = (
         "After normalizing, the layer scales by gamma and shifts by beta; with their "
         "initial values (ones and zeros) a mistake here is invisible until training "
         "changes them.",
-        "Return gamma * x_hat + beta.",
+        "Return gamma * x_hat + beta (gamma itself is the scale: not 1 + gamma).",
     ),
     Pitfall(
         "output_not_flat",
@@ -155,7 +168,8 @@ _ALL = (
         "the running statistics move at another rate than momentum = 0.9",
         "The update is running = momentum * running + (1 - momentum) * batch with "
         "momentum = 0.9. flax.linen.BatchNorm defaults to 0.99: wrapping it without "
-        "momentum=0.9, or copying a constant from elsewhere, makes the statistics lag.",
+        "momentum=0.9, or copying a constant from elsewhere, makes the statistics lag; "
+        "applying the update twice in one step moves them as momentum 0.81 would.",
         "Check the momentum your module uses (its default, or what you pass to "
         "nn.BatchNorm).",
     ),
@@ -168,6 +182,29 @@ _ALL = (
         "clips it at zero for this reason.",
         "Compute the variance as mean((x - mean)^2), or clip the one-pass form with "
         "jnp.maximum(var, 0.0).",
+    ),
+    Pitfall(
+        "variance_uncentered",
+        "the variance is taken of x, not of x - mean",
+        "The variance is the mean of squared deviations from the mean; mean(x^2) is "
+        "the variance plus mean^2, so every feature with a non-zero mean is squashed.",
+        "Subtract the batch mean before squaring: mean((x - mean)^2).",
+    ),
+    Pitfall(
+        "ema_debiased",
+        "the running statistics are debiased",
+        "Haiku's ExponentialMovingAverage divides by 1 - momentum^t so that a zero-started "
+        "average is unbiased; this contract (like Flax) starts running_var at ones and "
+        "updates with the plain EMA, with no step counter.",
+        "Use running = momentum * running + (1 - momentum) * batch, with no division "
+        "and no count.",
+    ),
+    Pitfall(
+        "ema_first_overwrite",
+        "the first update replaces the running statistics",
+        "Some libraries copy the first batch's statistics into the running ones; here "
+        "the first update is an EMA step from the initial zeros and ones like every other.",
+        "Apply the same EMA update at every training step, the first one included.",
     ),
     Pitfall(
         "not_jittable",

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .protocol import role_of
+
 MESSAGE_CHARS = 400
 # Called with the case count when a probe falls back to running case by case
 # (set by the worker loop: it tells the grader, whose time budget then grows).
@@ -149,11 +151,49 @@ def _contract_state(gamma: Any, beta: Any, mean: Any, var: Any) -> dict[str, Any
     }
 
 
+def _own_state(model: Any, x: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The grader's gamma/beta/running statistics placed where the student's module
+    keeps them: under its own names and in its own shapes (a (1, D) running mean
+    gets the (D,) values reshaped). A module spelled otherwise is still judged on
+    what it computes; the spelling is charged once, by the variables check. Falls
+    back to the contract's layout when the module's cannot be matched one to one."""
+    import jax
+
+    try:
+        variables = model.init(jax.random.PRNGKey(0), x, use_running_average=False)
+        leaves = _flatten(variables, "")
+    except Exception:  # noqa: BLE001 - the contract's layout then; apply will say what fails
+        return _contract_state(*(values[k] for k in ("gamma", "beta", "running_mean", "running_var")))
+    placed: dict[str, str] = {}
+    for key in leaves:
+        role = role_of(tuple(key.strip("/").split("/")))
+        if role is not None:
+            if role in placed.values():
+                return _contract_state(*(values[k] for k in ("gamma", "beta", "running_mean", "running_var")))
+            placed[key] = role
+    if set(placed.values()) != set(values):
+        return _contract_state(*(values[k] for k in ("gamma", "beta", "running_mean", "running_var")))
+    state: dict[str, Any] = {}
+    for key, leaf in leaves.items():
+        value = leaf
+        if key in placed:
+            value = values[placed[key]]
+            shape = getattr(leaf, "shape", None)
+            if shape is not None and tuple(shape) != tuple(value.shape) and np.prod(shape) == np.prod(value.shape):
+                value = value.reshape(shape)
+        node = state
+        *parents, name = key.strip("/").split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = value
+    return state
+
+
 def _segment_state(model: Any) -> Callable[..., dict[str, Any]]:
     """One training and one eval apply from grader-chosen params and statistics."""
 
     def run(x: Any, gamma: Any, beta: Any, mean: Any, var: Any) -> dict[str, Any]:
-        state = _contract_state(gamma, beta, mean, var)
+        state = _own_state(model, x, {"gamma": gamma, "beta": beta, "running_mean": mean, "running_var": var})
         out: dict[str, Any] = {}
         for mode, flag in (("train", False), ("eval", True)):
             y, updates = _split_apply_result(
@@ -173,7 +213,8 @@ def _segment_grad(model: Any) -> Callable[..., dict[str, Any]]:
 
     def run(x: Any, gamma: Any, beta: Any, mean: Any, var: Any, w: Any) -> dict[str, Any]:
         def loss(x: Any, params: dict[str, Any]) -> Any:
-            state = _contract_state(params["gamma"], params["beta"], mean, var)
+            state = _own_state(model, x, {"gamma": params["gamma"], "beta": params["beta"],
+                                          "running_mean": mean, "running_var": var})
             y, _ = _split_apply_result(
                 model.apply(state, x, use_running_average=False, mutable=["batch_stats"])
             )

@@ -54,3 +54,24 @@ class Failure(str, enum.Enum):
 GRADER_ONLY = frozenset({Failure.CRASH, Failure.TIMEOUT, Failure.MEMORY, Failure.PROTOCOL, Failure.MISSING_RESULT,
                          Failure.DISK, Failure.OUTPUT_FLOOD})
 GRADER_KINDS = frozenset(kind.value for kind in GRADER_ONLY)  # the same, as the strings frames carry
+
+
+# How a variable's name says which of the contract's four it plays, for both
+# sides: the worker places the grader's values there, the grader reads them back.
+# Flax's own layer says scale/bias/mean/var.
+PARAM_ROLES = (("gamma", ("gamma", "scale", "weight")), ("beta", ("beta", "bias", "shift", "offset")))
+STAT_ROLES = (("running_mean", ("mean",)), ("running_var", ("var",)))
+
+
+def role_of(path: tuple[str, ...]) -> str | None:
+    """The contract role of a variable at ``path`` (collection, ..., name), if any."""
+    if len(path) < 2:
+        return None
+    name = path[-1].lower()
+    # Running statistics declared as params are still found (and charged once,
+    # by the variables check); params are never looked for outside params.
+    for roles in (PARAM_ROLES, STAT_ROLES) if path[0] == "params" else (STAT_ROLES,):
+        found = [role for role, words in roles if any(w in name for w in words)]
+        if found:
+            return found[0] if len(found) == 1 else None
+    return None

@@ -66,10 +66,11 @@ def test_secret_file_selects_the_hidden_suite_and_never_leaks(tmp_path):
 
 def test_fail_under_exits_1_below_and_0_at_or_above(tmp_path):
     env = {"GRADER_SECRET": TEST_SECRET}
-    below = run_cli("grade", str(NO_GUARD), "--quiet", "--fail-under", "90", env=env)
+    # The missing guard costs its own check, 10 points: the score is exactly 90.
+    below = run_cli("grade", str(NO_GUARD), "--quiet", "--fail-under", "95", env=env)
     assert below.code == 1
-    above = run_cli("grade", str(NO_GUARD), "--quiet", "--fail-under", "80", env=env)
-    assert above.code == 0
+    at = run_cli("grade", str(NO_GUARD), "--quiet", "--fail-under", "90", env=env)
+    assert at.code == 0
 
 
 def test_results_json_follows_gradescope_format(grade_file):

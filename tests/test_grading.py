@@ -40,6 +40,19 @@ def test_wrong_submission_is_caught_and_named_exactly(path: Path, grade_file):
         assert "Hint:" in failed[0]["output"] and "Expected:" in failed[0]["output"]
 
 
+@pytest.mark.parametrize("path", [p for p in WRONG if len(declared_pitfalls(p)) == 1], ids=lambda p: p.stem)
+def test_one_cause_costs_one_check(path: Path, grade_file):
+    """A single mistake is charged by the one check that owns it: the others run
+    (a dependency skips them only when they cannot be evaluated) and pass, with a
+    note where the mistake shows through them too."""
+    run = grade_file(path)
+    charged = [t["name"] for t in run.results["tests"] if t["max_score"] > 0 and t["score"] < t["max_score"]]
+    if declared_pitfalls(path) == ["not_jittable"]:  # advice: the grader cannot verify it, so it costs nothing
+        assert charged == [] or charged == ["Gradients flow through the batch statistics"]
+    else:
+        assert len(charged) == 1, charged
+
+
 def test_every_pitfall_tag_has_a_wrong_submission():
     assert {tag for p in WRONG for tag in declared_pitfalls(p)} == set(TAGS)
 

@@ -1,4 +1,4 @@
-# pitfall: stats_not_in_batch_stats
+# pitfall: stats_not_in_batch_stats, train_skips_update
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
