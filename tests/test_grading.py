@@ -53,6 +53,13 @@ def test_one_cause_costs_one_check(path: Path, grade_file):
         assert len(charged) == 1, charged
 
 
+def test_readme_names_every_pitfall_and_no_other():
+    import re
+
+    table = (ROOT / "README.md").read_text().split("### Pitfalls the grader names", 1)[1].split("\n### ", 1)[0]
+    assert set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)) == set(TAGS)
+
+
 def test_every_pitfall_tag_has_a_wrong_submission():
     assert {tag for p in WRONG for tag in declared_pitfalls(p)} == set(TAGS)
 
