@@ -163,7 +163,7 @@ def test_gradescope_bundle_grades_a_submission_where_gradescope_reads_it(tmp_pat
     run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr
     data = json.loads((root / "results" / "results.json").read_text())
-    assert data["score"] == 85 and data["extra_data"]["suite"] == "hidden"
+    assert data["score"] == 90 and data["extra_data"]["suite"] == "hidden"  # the missing guard: 10 points
     assert "course-secret-9917" not in run.stdout + run.stderr + json.dumps(data)
     # A submission without batchnorm.py still gets a results file with a reason.
     (root / "submission" / "batchnorm.py").rename(root / "submission" / "bn.py")
