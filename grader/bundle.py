@@ -52,7 +52,7 @@ exec .venv/bin/python -m grader grade batchnorm.py --isolation process "$@"
 """
 
 # Gradescope's image set-up: a shell script of its own (tested in a fresh root).
-SETUP_SH = (Path(__file__).resolve().parent / "scripts" / "gradescope_setup.sh").read_text()
+SETUP_SCRIPT = Path(__file__).resolve().parent / "scripts" / "gradescope_setup.sh"
 
 RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
@@ -113,7 +113,7 @@ def handout_files() -> dict[str, bytes]:
 def gradescope_files(secret: str) -> dict[str, bytes]:
     """Relative path -> content of autograder.zip (setup.sh and run_autograder at the root)."""
     files = _files_for_runtime()
-    files["setup.sh"] = SETUP_SH.encode()
+    files["setup.sh"] = SETUP_SCRIPT.read_bytes()
     files["run_autograder"] = RUN_AUTOGRADER.encode()
     files["secret.txt"] = (secret.strip() + "\n").encode()
     return files
