@@ -32,19 +32,20 @@ from typing import Any
 
 from grader import __version__
 from grader.report.gradescope import results_json, write_atomically
+from grader.submission import SUFFIXES, NotFound, find, read_bytes
 
-SUBMISSION_FILE = "batchnorm.py"
 
 
 @dataclasses.dataclass(frozen=True)
 class Student:
     id: str
     path: Path
+    problem: str = ""  # a folder without one file to grade: graded 0 with this reason
 
     def fingerprint(self, suite_digest: str) -> str:
         """Changes when the submission, the suite or the grader (its code) does."""
         digest = hashlib.sha256()
-        digest.update(self.path.read_bytes())
+        digest.update(self.problem.encode() if self.problem else read_bytes(self.path))
         digest.update(suite_digest.encode())
         digest.update(_grader_digest().encode())
         return digest.hexdigest()[:24]
@@ -70,11 +71,14 @@ def discover(folder: Path) -> list[Student]:
         raise BatchError(f"submissions folder {folder} does not exist")
     students: dict[str, Student] = {}
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or entry.is_symlink():
             continue
-        if entry.is_dir() and (entry / SUBMISSION_FILE).is_file():
-            student = Student(entry.name, entry / SUBMISSION_FILE)
-        elif entry.is_file() and entry.suffix == ".py":
+        if entry.is_dir():
+            try:
+                student = Student(entry.name, find(entry))
+            except NotFound as err:  # still a student: graded 0, with the reason
+                student = Student(entry.name, entry, problem=f"nothing was graded: {err}")
+        elif entry.is_file() and entry.suffix.lower() in SUFFIXES:
             student = Student(entry.stem, entry)
         else:
             continue
@@ -82,7 +86,7 @@ def discover(folder: Path) -> list[Student]:
             raise BatchError(f"student id {student.id!r} appears twice in {folder} (a folder and a file?)")
         students[student.id] = student
     if not students:
-        raise BatchError(f"{folder} holds no submissions (folders with {SUBMISSION_FILE}, or .py files)")
+        raise BatchError(f"{folder} holds no submissions (one folder per student, or .py/.ipynb files)")
     return list(students.values())
 
 
@@ -140,8 +144,11 @@ def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]
     global _GRADING
     _GRADING = True
     try:
-        result = grade(student.path, _OPTIONS.secret, timeout=_OPTIONS.timeout, memory_mb=_OPTIONS.memory_mb,
-                       workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide)
+        if student.problem:
+            result = _ungraded(student, student.problem, internal=False)
+        else:
+            result = grade(student.path, _OPTIONS.secret, timeout=_OPTIONS.timeout, memory_mb=_OPTIONS.memory_mb,
+                           workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide)
     except Exception as err:  # noqa: BLE001 - one submission never stops the class
         result = _ungraded(student, f"{type(err).__name__}: {err}"[:300])
     finally:
@@ -158,17 +165,19 @@ def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]
     return student.id, data, html
 
 
-def _ungraded(student: Student, reason: str):  # noqa: ANN202 - a GradeResult
-    """A zero result that says the grader itself failed on this submission."""
+def _ungraded(student: Student, reason: str, internal: bool = True):  # noqa: ANN202 - a GradeResult
+    """A zero result: the grader itself failed on this submission (``internal``),
+    or there was nothing to grade (``reason`` says why)."""
     from grader.cases import build_suite
     from grader.checks import MAX_SCORE
     from grader.results import GradeResult
 
     assert _OPTIONS is not None
-    print(f"grader: internal error grading {student.id}: {reason}", file=sys.stderr)
+    if internal:
+        print(f"grader: internal error grading {student.id}: {reason}", file=sys.stderr)
+        reason = f"the grader failed on this submission ({reason}); please report it to your instructor"
     return GradeResult(submission=student.id, score=0, max_score=MAX_SCORE, checks=[], suite=build_suite(
-        _OPTIONS.secret).name, cases=0, shapes=0, isolation=str(_OPTIONS.isolation), seconds=0.0,
-        problem=f"the grader failed on this submission ({reason}); please report it to your instructor")
+        _OPTIONS.secret).name, cases=0, shapes=0, isolation=str(_OPTIONS.isolation), seconds=0.0, problem=reason)
 
 
 def _previous(out: Path, student: Student, fingerprint: str) -> dict[str, Any] | None:

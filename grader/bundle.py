@@ -81,8 +81,9 @@ if [ -s "$RESULTS.grader" ] && [ ! -L "$RESULTS.grader" ]; then
     mv -f "$RESULTS.grader" "$RESULTS"
 else
     rm -f "$RESULTS.grader"
-    # The grader could not even start (e.g. no batchnorm.py): say so to the student.
-    printf '{"score": 0, "output": "The autograder could not grade this submission: upload a file named batchnorm.py (exit %s).", "tests": []}\\n' "$status" \\
+    # The grader could not even start: say so to the student (it writes its own
+    # result, with the reason, for an upload without a file to grade).
+    printf '{"score": 0, "output": "The autograder could not grade this submission (exit %s): upload your batchnorm.py or your notebook, and tell your instructor if this persists.", "tests": []}\\n' "$status" \\
         > "$RESULTS"
 fi
 exit 0

@@ -25,27 +25,32 @@ def _error(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
+class NoSubmission(UsageError):
+    """A folder without one file to grade: still a graded result (score 0) where one is asked for."""
+
+
 def resolve_submission(raw: str) -> Path:
-    """A .py file, or a folder holding batchnorm.py."""
+    """A .py or .ipynb file, or a folder holding one (see grader.submission)."""
+    from grader.submission import NotFound, find
+
     path = Path(raw)
     try:
-        return _resolve(path, raw)
+        if path.is_dir() and not path.is_symlink():
+            return find(path)
+        return _resolve_file(path, raw)
+    except NotFound as err:
+        raise NoSubmission(f"in {raw}: {err}") from err
     except OSError as err:
         raise UsageError(f"cannot read submission {raw}: {err.strerror or err}") from err
 
 
-def _resolve(path: Path, raw: str) -> Path:
-    if path.is_dir() and not path.is_symlink():
-        candidate = path / SUBMISSION_FILE
-        if not os.path.lexists(candidate):
-            raise UsageError(f"folder {raw} has no {SUBMISSION_FILE}")
-        return candidate  # a link or a special file there is refused by the grade itself, as a result
+def _resolve_file(path: Path, raw: str) -> Path:
     if not os.path.lexists(path):
         raise UsageError(f"submission {raw} does not exist")
     if path.is_symlink():
         return path  # graded as refused: links are never followed
-    if path.suffix != ".py" or not path.is_file():
-        raise UsageError(f"submission {raw} is not a .py file or a folder holding {SUBMISSION_FILE}")
+    if path.suffix.lower() not in (".py", ".ipynb") or not path.is_file():
+        raise UsageError(f"submission {raw} is not a .py file, a notebook, or a folder holding one")
     return path
 
 
@@ -104,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="refuse to grade (exit 2) if the strongest level available is weaker than this")
 
     g = sub.add_parser("grade", help="grade one submission")
-    g.add_argument("path", help=f"a .py file, or a folder holding {SUBMISSION_FILE}")
+    g.add_argument("path", help=f"a .py file or notebook, or a folder holding one ({SUBMISSION_FILE} first)")
     common(g)
     g.add_argument("--results", help="write Gradescope's results.json here")
     g.add_argument("--junit", help="write JUnit XML here (one testcase per check)")
@@ -155,8 +160,15 @@ def _private_paths(args: argparse.Namespace) -> list[Path]:
 def _grade(args: argparse.Namespace) -> int:
     from grader.grade import grade
 
-    submission = resolve_submission(args.path)
     secret = read_secret(args.secret_file)
+    try:
+        submission = resolve_submission(args.path)
+    except NoSubmission as err:
+        if args.results:  # Gradescope and CI still get a result that says why
+            from grader.report.gradescope import write_results
+
+            write_results(Path(args.results), _nothing_to_grade(secret, str(err)))
+        raise
     result = grade(submission, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
                    isolation=_level(args), hide=_private_paths(args))
     if args.results:
@@ -174,6 +186,15 @@ def _grade(args: argparse.Namespace) -> int:
     if args.fail_under is not None and 100.0 * result.score / result.max_score < args.fail_under:
         return 1
     return 0
+
+
+def _nothing_to_grade(secret: str | None, reason: str):  # noqa: ANN202 - a GradeResult
+    from grader.cases import build_suite
+    from grader.checks import MAX_SCORE
+    from grader.results import GradeResult
+
+    return GradeResult(submission="", score=0, max_score=MAX_SCORE, checks=[], suite=build_suite(secret).name,
+                       cases=0, shapes=0, isolation="none", seconds=0.0, problem=f"nothing was graded: {reason}")
 
 
 def _examples(args: argparse.Namespace) -> int:

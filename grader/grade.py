@@ -47,15 +47,26 @@ def grade(
     workers: int | None = None,
     isolation: str | None = None,
     hide: list[Path] | None = None,
+    note: str = "",
 ) -> GradeResult:
-    """Grade ``submission`` (a batchnorm.py) on the hidden suite for ``secret``,
-    or on the practice suite without one. ``hide``: more paths the submission
-    must not read (the secret file, where results go)."""
+    """Grade ``submission`` (a batchnorm.py, any .py, or a notebook's code cells)
+    on the hidden suite for ``secret``, or on the practice suite without one.
+    ``hide``: more paths the submission must not read (the secret file, where
+    results go). ``note``: how the file was chosen, for the student."""
     started = time.monotonic()
+    notes = [note] if note else []
     try:
         source = read_submission(submission)
     except OSError as err:
         source, refused = None, _refusal(submission, err)
+    if source is not None and submission.suffix.lower() == ".ipynb":
+        from grader.submission import notebook_source
+
+        try:
+            source, converted = notebook_source(source, submission.name)
+            notes.append(converted)
+        except ValueError as err:
+            source, refused = None, f"{err}; upload the notebook as saved by Jupyter or Colab, or a .py file"
     if source is None:
         from grader.cases import build_suite
 
@@ -109,6 +120,7 @@ def grade(
         stderr=run.stderr,
         problem=problem,
         output_only_pass=output_only,
+        notes=notes,
         # The workers' sampled peak plus this process's own: all of grading together.
         peak_rss_mb=run.peak_rss_mb + _own_peak_mb(),
     )

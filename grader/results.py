@@ -24,6 +24,7 @@ class GradeResult:
     output_only_pass: bool = False  # would an output-only comparison have given full marks?
     peak_rss_mb: float = 0.0  # the submission's processes together, as sampled
     cases_compared: int = 0  # cases whose every output came back and was compared
+    notes: list[str] = dataclasses.field(default_factory=list)  # how the submission was read (a notebook, say)
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -47,6 +47,8 @@ def print_report(result: GradeResult, console: Console | None = None) -> None:
     if result.suite == "practice":
         console.print("[dim]Practice suite (no GRADER_SECRET / --secret-file): the hidden suite "
                       "uses other inputs of the same kinds.[/]")
+    for note in result.notes:
+        _print_indented(console, note, MESSAGE_INDENT, "dim")
     if result.problem:
         _print_indented(console, result.problem, MESSAGE_INDENT, "red")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
