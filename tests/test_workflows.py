@@ -165,12 +165,17 @@ def test_gradescope_bundle_grades_a_submission_where_gradescope_reads_it(tmp_pat
     data = json.loads((root / "results" / "results.json").read_text())
     assert data["score"] == 90 and data["extra_data"]["suite"] == "hidden"  # the missing guard: 10 points
     assert "course-secret-9917" not in run.stdout + run.stderr + json.dumps(data)
-    # A submission without batchnorm.py still gets a results file with a reason.
-    (root / "submission" / "batchnorm.py").rename(root / "submission" / "bn.py")
+    # Uploaded under another name, inside a folder (a zip's): found and graded the same.
+    (root / "submission" / "hw3").mkdir()
+    (root / "submission" / "batchnorm.py").rename(root / "submission" / "hw3" / "BatchNorm (1).py")
     (root / "results" / "results.json").unlink()
     subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, timeout=180)
+    assert json.loads((root / "results" / "results.json").read_text())["score"] == 90
+    # An upload with nothing to grade still gets a results file with the reason.
+    (root / "submission" / "hw3" / "BatchNorm (1).py").write_text("print('my notes')\n")
+    subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, timeout=180)
     data = json.loads((root / "results" / "results.json").read_text())
-    assert data["score"] == 0 and "batchnorm.py" in data["output"]
+    assert data["score"] == 0 and "no file defines MyBatchNorm or init_and_apply" in data["output"]
 
 
 def test_junit_agrees_with_results_json(tmp_path):
