@@ -47,6 +47,8 @@ def results_json(result: GradeResult) -> dict[str, Any]:
     if result.problem:
         problem = clean(result.problem)
         summary = f"{problem[:1].upper()}{problem[1:]}. {summary}"
+    for note in result.notes:  # how the upload was read (a notebook's cells, say)
+        summary += f"\n{clean(note)}"
     printed = clean(result.stdout + result.stderr).strip()
     if printed:
         summary += f"\n\nYour code printed (last {PRINTED_CHARS} characters at most):\n{printed[-PRINTED_CHARS:]}"
@@ -66,6 +68,8 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "shapes": result.shapes,
             "isolation": clean(result.isolation),
             "status": result.status,
+            "problem": clean(result.problem),
+            "notes": [clean(n) for n in result.notes],
             "tags": [clean(t) for t in result.tags],
             "output_only_would_pass": result.output_only_pass,
             "peak_memory_mb": round(result.peak_rss_mb, 1),
