@@ -926,8 +926,11 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS) -> list[CheckResu
                 reason = err["message"]
             else:
                 reason = f"{err['type']}: {err['message']}"
-            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
-                                            observed=f"the submission could not be loaded: {reason}", advisory=check.advisory)
+            # The reason once, on the first check; the others point to it.
+            said = f"the submission could not be loaded: {reason}" if not results else \
+                "not run: the submission could not be loaded (see the first check)"
+            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped", observed=said,
+                                            advisory=check.advisory)
             continue
         if failed_deps:
             ev.failed[check.id] = ()

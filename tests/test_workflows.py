@@ -48,13 +48,14 @@ def test_batch_writes_results_gradebook_and_report_then_reuses_them(tmp_path):
     first = _batch(folder, out)
     assert first.returncode == 0, first.stderr
     assert "graded 4 submissions" in first.stdout
-    for student, score in (("alice", 100), ("bob", 85), ("dave", 0)):
+    for student, score in (("alice", 100), ("bob", 90), ("dave", 0)):
         data = json.loads((out / student / "results.json").read_text())
         assert data["score"] == score and data["extra_data"]["student"] == student
         assert (out / student / "feedback.html").read_text().startswith("<!doctype html>")
     rows = list(csv.DictReader(io.StringIO((out / "gradebook.csv").read_text())))
     assert [r["student_id"] for r in rows] == ["alice", "bob", "carol", "dave"]
-    assert list(rows[0]) == ["student_id", "score", "max_score", "status", "pitfalls"]
+    assert list(rows[0]) == ["student_id", "score", "max_score", "status", "pitfalls", "suite", "reason"]
+    assert {r["suite"] for r in rows} == {"hidden"}
     assert rows[1]["pitfalls"] == "init_updates_stats" and rows[2]["pitfalls"] == "unbiased_variance"
     report = (out / "report.html").read_text()
     assert "<svg" in report and "http" not in report.replace('xmlns="http://www.w3.org/2000/svg"', "")

@@ -50,7 +50,7 @@ def feedback_page(student_id: str, data: dict[str, Any]) -> str:
                     f'<td class="num">{test["score"]:g}/{test["max_score"]:g}</td></tr>')
     body = (f"<h1>{escape(student_id)}: {data['score']:g}/{data['max_score']:g}</h1>"
             f"<p>{escape(data.get('output', ''))}</p>"
-            f"<table><tr><th></th><th>check</th><th class=\"num\">points</th></tr>{''.join(rows)}</table>")
+            f"<table><tr><th>result</th><th>check</th><th class=\"num\">points</th></tr>{''.join(rows)}</table>")
     return _page(f"Feedback for {student_id}", body)
 
 
@@ -105,16 +105,23 @@ def class_report(graded: dict[str, dict[str, Any]], links: dict[str, str]) -> st
     rows = []
     for student_id in sorted(graded):
         data = graded[student_id]
-        tags = " ".join(f'<span class="tag">{escape(t)}</span>' for t in data.get("extra_data", {}).get("tags", []))
+        extra = data.get("extra_data", {})
+        tags = " ".join(f'<span class="tag">{escape(t)}</span>' for t in extra.get("tags", []))
+        # A zero with no pitfall needs its reason (nothing to grade, an import error).
+        reason = escape(extra.get("problem", "")) if not tags else ""
         rows.append(f'<tr><td><a href="{escape(links.get(student_id, "#"))}">{escape(student_id)}</a></td>'
-                    f'<td class="num">{data["score"]:g}/{data["max_score"]:g}</td><td>{tags}</td></tr>')
+                    f'<td class="num">{data["score"]:g}/{data["max_score"]:g}</td><td>{tags}{reason}</td></tr>')
+    practice = sum(1 for d in graded.values() if d.get("extra_data", {}).get("suite") == "practice")
+    warning = (f"<p><strong>{practice} of {n} graded on the practice suite</strong> (no secret was given): "
+               "students can run that suite themselves, so these scores are not final. Grade with "
+               "--secret-file for the hidden suite.</p>") if practice else ""
     body = (
-        f"<h1>BatchNorm exercise: class report</h1>"
+        f"<h1>BatchNorm exercise: class report</h1>{warning}"
         f"<p>{n} submissions graded; mean score {mean:.1f}; {full} with full marks.</p>"
         f"<h2>Scores</h2>{_histogram_svg(scores)}"
         f"<h2>Which ideas the class missed</h2>"
         + (f"<ul>{sentences}</ul>{_pitfall_svg(rates)}" if rates else "<p>No pitfall occurred.</p>")
-        + f"<h2>Students</h2><table><tr><th>student</th><th class=\"num\">score</th><th>pitfalls</th></tr>"
+        + f"<h2>Students</h2><table><tr><th>student</th><th class=\"num\">score</th><th>pitfalls, or why not graded</th></tr>"
         f"{''.join(rows)}</table>"
     )
     return _page("BatchNorm exercise: class report", body)

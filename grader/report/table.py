@@ -13,7 +13,9 @@ from typing import Any
 
 from grader.safetext import csv_cell
 
-COLUMNS = ("student_id", "score", "max_score", "status", "pitfalls")
+# suite: "hidden", or "practice" when the batch ran without a secret (scores not final);
+# reason: why a submission was not graded normally (nothing to grade, an import error).
+COLUMNS = ("student_id", "score", "max_score", "status", "pitfalls", "suite", "reason")
 
 
 def gradebook_csv(graded: dict[str, dict[str, Any]]) -> str:
@@ -29,5 +31,7 @@ def gradebook_csv(graded: dict[str, dict[str, Any]]) -> str:
             f"{data['max_score']:g}",
             csv_cell(extra.get("status", "")),
             csv_cell(";".join(extra.get("tags", []))),
+            csv_cell(extra.get("suite", "")),
+            csv_cell(extra.get("problem", "")),
         ])
     return buffer.getvalue()
