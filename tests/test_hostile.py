@@ -10,13 +10,16 @@ restricts it to the levels that can defend against it (see SECURITY.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,18 @@ from tests.levels import LEVELS, USER_LEVELS, available_as_nobody, run_cli_as
 
 pytestmark = pytest.mark.slow
 
-TIMEOUT = 8
+# The per-submission time limit: 8 s on a quiet machine, scaled up from a measured
+# baseline (one correct grading) when other graders share the cores.
+QUIET_TIMEOUT = 8.0
+QUIET_BASELINE = 3.0  # seconds one correct grading takes on a quiet 2-core machine
+
+
+@functools.lru_cache(maxsize=1)
+def _timeout() -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "grader", "grade", str(ROOT / "solution" / "batchnorm.py"), "--quiet",
+                    "--isolation", "process"], cwd=ROOT, capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
+    return QUIET_TIMEOUT * max(1.0, (time.monotonic() - started) / QUIET_BASELINE)
 SECRET = "hostile-suite-secret-Zq7"
 # Every file runs at the strongest level (namespaces). The other levels run the
 # files that test confinement itself (and those whose "# levels:" line names
@@ -183,7 +197,7 @@ def _grade_level(level: str) -> LevelRun:
     env = {"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:{token}"}
     try:
         run = run_cli_as(user, folder, "batch", str(submissions), "--out", str(out), "--jobs", "2",
-                         "--timeout", str(TIMEOUT), "--memory-mb", "1500", "--isolation", level,
+                         "--timeout", f"{_timeout():.1f}", "--memory-mb", "1500", "--isolation", level,
                          "--secret-file", str(secret_file), env=env, timeout=60 * 20)
     finally:
         listener.close()
@@ -211,7 +225,7 @@ def test_hostile_submission_is_graded_safely(path: Path, level: str):
     assert header["reason"].lower() in text.lower()
     assert data["extra_data"]["isolation"] == level
     # bounded: the timeout plus start-up and reporting, not a speed target
-    assert data["execution_time"] < TIMEOUT + 20
+    assert data["execution_time"] < _timeout() * 3.5
     assert SECRET not in json.dumps(data) and SECRET not in run.printed
 
 
