@@ -1,0 +1,279 @@
+"""JUnit XML as strict CI consumers read it.
+
+Whatever a submission prints or raises, the file parses and follows the strict
+Ant schema (windyroad's JUnit.xsd, vendored in tests/data with Jenkins' one):
+the schema's rules are written out below as assertions, and where a JDK is
+installed the file is also validated against both schemas by the JDK's own
+validator. A submission that cannot be loaded shows red (errors), and the test
+names stay the same whatever the score, so that dashboards keep each check's
+history.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grader.checks import CheckResult
+from grader.report.junit import junit_xml, xml_text
+from grader.results import GradeResult
+from tests.conftest import ROOT, TEST_SECRET, WRONG
+
+DATA = Path(__file__).resolve().parent / "data"
+SCHEMAS = (DATA / "JUnit.xsd", DATA / "jenkins-junit.xsd")
+REFERENCE = ROOT / "solution" / "batchnorm.py"
+NO_GUARD = next(p for p in WRONG if p.stem == "init_no_guard")
+
+# Every C0 control but none of the ones XML allows; ESC sequences for colour, title, clipboard.
+CONTROLS = "".join(chr(i) for i in range(32))
+NOISE = "\x1b[1;31mred\x1b[0m \x1b]0;title\x07 \x1b]52;c;ZWNobyBoaQ==\x07" + CONTROLS + "\x7f\x9b2J end"
+XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$")  # the schema's pattern
+DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+INT = re.compile(r"^[+-]?[0-9]+$")
+SCORE_IN_NAME = re.compile(r"\[\s*\d+\s*/\s*\d+\s*\]")
+
+NOISY_SUBMISSION = REFERENCE.read_text() + f'''
+
+import sys as _sys
+NOISE = {NOISE!r}
+print("import", NOISE)
+_sys.stderr.write("stderr " + NOISE + "\\n")
+
+
+def init_and_apply(seed, x, use_running_average):  # a broken flow whose exception carries the noise
+    print("call", NOISE)
+    raise ValueError("boom " + NOISE)
+'''
+UNLOADABLE = {
+    "syntax_error": ("import flax.linen as nn\nclass MyBatchNorm(nn.Module:\n    pass\n", "SyntaxError"),
+    "import_error": ("import flax.linen as nn\nimport no_such_module_anywhere\n", "no_such_module_anywhere"),
+    "missing_names": (REFERENCE.read_text().split("def init_and_apply")[0], "init_and_apply"),
+    "raises_at_import": ('raise RuntimeError("not today \\x1b[31m\\x00")\n', "RuntimeError"),
+}
+
+
+# --- the schema's rules, written out -------------------------------------------------
+
+
+def _token(value: str | None) -> bool:
+    """A non-empty xs:token after whitespace collapse (the schema's minLength 1)."""
+    return value is not None and bool(" ".join(value.split()))
+
+
+def assert_follows_strict_schema(xml: str) -> ET.Element:
+    """The rules of windyroad's JUnit.xsd (and Jenkins' junit-4.xsd) for one ``testsuite`` document."""
+    assert not XML_ILLEGAL.search(xml), "a character XML 1.0 does not allow"
+    assert "\x1b" not in xml and "\x9b" not in xml, "a terminal escape"
+    root = ET.fromstring(xml.encode("utf-8"))  # the whole file parses
+    assert root.tag == "testsuite"
+    # testsuite: required name, timestamp (no zone), hostname, tests, failures, errors, time; optional skipped.
+    assert set(root.attrib) <= {"name", "timestamp", "hostname", "tests", "failures", "errors", "skipped", "time"}
+    for required in ("name", "timestamp", "hostname", "tests", "failures", "errors", "time"):
+        assert required in root.attrib, f"testsuite without {required}"
+    assert _token(root.get("name")) and _token(root.get("hostname"))
+    assert TIMESTAMP.match(root.get("timestamp")), root.get("timestamp")
+    datetime.strptime(root.get("timestamp"), "%Y-%m-%dT%H:%M:%S")  # a real date and time
+    for count in ("tests", "failures", "errors", "skipped"):
+        assert count not in root.attrib or INT.match(root.get(count)), (count, root.get(count))
+    assert DECIMAL.match(root.get("time"))
+    # children, in order: properties (exactly one), testcase*, system-out, system-err (exactly one each)
+    tags = [child.tag for child in root]
+    assert tags[0] == "properties" and tags[-2:] == ["system-out", "system-err"], tags
+    assert set(tags[1:-2]) <= {"testcase"}, tags
+    properties = root[0]
+    assert len(properties) >= 1, "Jenkins' schema wants at least one property"
+    for prop in properties:
+        assert prop.tag == "property" and set(prop.attrib) == {"name", "value"} and _token(prop.get("name"))
+    for stream in root[-2:]:
+        assert not stream.attrib and len(stream) == 0
+    cases = root.findall("testcase")
+    counts = {"failure": 0, "error": 0, "skipped": 0}
+    for case in cases:
+        assert set(case.attrib) == {"name", "classname", "time"}, case.attrib
+        assert _token(case.get("name")) and _token(case.get("classname")) and DECIMAL.match(case.get("time"))
+        assert len(case) <= 1, "one of skipped, error, failure at most (and no system-out in a testcase)"
+        for outcome in case:
+            assert outcome.tag in counts, outcome.tag
+            assert len(outcome) == 0
+            counts[outcome.tag] += 1
+            if outcome.tag == "skipped":
+                assert not outcome.attrib, "Jenkins' schema allows no attribute on skipped"
+            else:
+                assert set(outcome.attrib) <= {"message", "type"} and "type" in outcome.attrib
+    assert int(root.get("tests")) == len(cases)
+    assert int(root.get("failures")) == counts["failure"]
+    assert int(root.get("errors")) == counts["error"]
+    assert int(root.get("skipped", "0")) == counts["skipped"]
+    return root
+
+
+def _everything(root: ET.Element) -> str:
+    """Every text, tail and attribute value of the parsed document."""
+    return "\n".join(t or "" for e in root.iter() for t in (e.text, e.tail, *e.attrib.values()))
+
+
+# --- graded end to end ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """JUnit files from the CLI, graded side by side: a noisy broken flow, a wrong one, each unloadable kind."""
+    folder = tmp_path_factory.mktemp("junit")
+    sources = {"noisy": NOISY_SUBMISSION, "no_guard": NO_GUARD.read_text(),
+               **{name: source for name, (source, _) in UNLOADABLE.items()}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
+    env["GRADER_SECRET"] = TEST_SECRET
+    running = {}
+    for name, source in sources.items():
+        (folder / name).mkdir()
+        (folder / name / "batchnorm.py").write_text(source)
+        argv = [sys.executable, "-m", "grader", "grade", str(folder / name / "batchnorm.py"), "--quiet",
+                "--junit", str(folder / f"{name}.xml")]
+        running[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+    for name, proc in running.items():
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{name}: {stderr}"
+    return {name: folder / f"{name}.xml" for name in sources}
+
+
+def test_student_noise_never_breaks_the_file(graded):
+    raw = graded["noisy"].read_text(encoding="utf-8")
+    root = assert_follows_strict_schema(raw)
+    decoded = _everything(root)
+    for char in CONTROLS.replace("\t", "").replace("\n", "") + "\x1b\x9b":
+        assert char not in decoded, f"{char!r} reached the parsed file"
+    # The noise reached the file where it belongs, cleaned: the exception in attributes and text, the prints.
+    flow = root.find("testcase[@classname='bn-grader.flow']/failure")
+    assert "boom red" in flow.get("message") and "boom red" in flow.text
+    assert "call red" in root.find("system-out").text and "stderr red" in root.find("system-err").text
+
+
+@pytest.mark.parametrize("kind", list(UNLOADABLE))
+def test_unloadable_submission_is_red(graded, kind):
+    root = assert_follows_strict_schema(graded[kind].read_text(encoding="utf-8"))
+    cases = root.findall("testcase")
+    assert int(root.get("errors")) + int(root.get("failures")) > 0, "a dashboard would show green"
+    assert int(root.get("errors")) == len(cases) and int(root.get("skipped")) == 0
+    cause = UNLOADABLE[kind][1]
+    for case in cases:
+        error = case.find("error")
+        assert error is not None and error.get("type") == "not_graded", ET.tostring(case)
+        assert cause in error.get("message")
+    assert "\x1b" not in _everything(root)
+
+
+def test_testcase_names_do_not_change_with_the_score(graded):
+    identities = {}
+    for name in ("no_guard", "noisy", "syntax_error"):
+        root = assert_follows_strict_schema(graded[name].read_text(encoding="utf-8"))
+        identities[name] = [(case.get("classname"), case.get("name")) for case in root.findall("testcase")]
+        for _, test in identities[name]:
+            assert not SCORE_IN_NAME.search(test), test
+        scores = {p.get("name"): p.get("value") for p in root.find("properties")}
+        assert scores["max_score"] == "100"
+        if name == "noisy":  # a correct module, a broken flow
+            assert scores["check.init_guard"] == "10/10 passed" and scores["check.flow"] == "0/10 failed"
+        if name == "no_guard":
+            assert scores["score"] == "90" and scores["check.init_guard"] == "0/10 failed"
+            failure = root.find("testcase[@classname='bn-grader.init_guard']/failure")
+            assert "Score: 0/10" in failure.text
+            assert "[failed 0/10]" in root.find("system-out").text
+    assert len(set(map(tuple, identities.values()))) == 1, identities
+    assert len(identities["no_guard"]) == len({c for c, _ in identities["no_guard"]}) >= 10
+
+
+# --- any text, straight through the writer --------------------------------------------
+
+PIECE = st.text(st.characters(codec="utf-8"), max_size=6) | st.sampled_from(
+    [*CONTROLS, "\x1b[", "\x1b[31m", "\x1b]0;", "\x07", "\x9b", "\r\n", "\udc80", "\ufffe", "]]>", "&", "<"])
+TEXT = st.lists(PIECE, max_size=8).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=TEXT, observed=TEXT, note=TEXT, printed=TEXT, problem=TEXT, status=st.sampled_from(["passed", "failed", "skipped"]))
+def test_any_text_gives_a_valid_file(name, observed, note, printed, problem, status):
+    checks = [CheckResult(id="variables", name=name, weight=8, status=status, expected="(D,) variables",
+                          observed=observed, notes=(note,)),
+              CheckResult(id="flow", name="init_and_apply: init, split, apply(mutable), flatten", weight=10,
+                          status="skipped", observed="not checked: " + observed)]
+    result = GradeResult(submission=name, score=8 if status == "passed" else 0, max_score=18, checks=checks,
+                         suite="practice", cases=3, shapes=1, isolation="process", seconds=0.25, stdout=printed,
+                         stderr=printed, problem=problem)
+    root = assert_follows_strict_schema(junit_xml(result, hostname=name))
+    # Skipped checks are errors exactly when the submission as a whole could not be graded.
+    assert (int(root.get("errors")) > 0) == bool(xml_text(problem))
+
+
+def test_nothing_graded_at_all_is_one_error():
+    result = GradeResult(submission="x", score=0, max_score=100, checks=[], suite="hidden", cases=0, shapes=0,
+                         isolation="process", seconds=0.0, problem="the grader failed on this submission (boom)")
+    root = assert_follows_strict_schema(junit_xml(result))
+    assert root.get("tests") == "1" and root.get("errors") == "1"
+
+
+def test_timestamp_is_utc_without_a_zone_and_hostname_is_never_empty():
+    result = GradeResult(submission="x", score=0, max_score=0, checks=[], suite="hidden", cases=0, shapes=0,
+                         isolation="process", seconds=2.0)
+    from datetime import timedelta
+
+    started = datetime(2026, 3, 1, 12, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    root = assert_follows_strict_schema(junit_xml(result, timestamp=started, hostname=" \x1b[2J\t"))
+    assert root.get("timestamp") == "2026-03-01T10:00:05"
+    assert root.get("hostname")  # the machine's name, or localhost
+
+
+# --- the real schemas, where a validator is at hand ----------------------------------
+
+
+def _java() -> str | None:
+    java = shutil.which("java")
+    if java is None:
+        return None
+    probe = subprocess.run([java, "--list-modules"], capture_output=True, text=True, timeout=60)
+    return java if "jdk.compiler" in probe.stdout and "java.xml" in probe.stdout else None
+
+
+def _validate(java: str, schema: Path, files: list[Path]) -> subprocess.CompletedProcess:
+    return subprocess.run([java, str(DATA / "ValidateXsd.java"), str(schema), *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(_java() is None, reason="needs a JDK (java with jdk.compiler) to run the XSD validator")
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda p: p.name)
+def test_files_validate_against_the_real_schema(graded, tmp_path, schema):
+    java = _java()
+    assert java is not None
+    nasty = tmp_path / "nasty.xml"
+    checks = [CheckResult(id="variables", name="Variables " + NOISE, weight=8, status="failed", expected="x",
+                          observed="raised " + NOISE, tags=("variable_shape",), notes=(NOISE,)),
+              CheckResult(id="flow", name="flow", weight=10, status="skipped", observed="not checked: " + NOISE),
+              CheckResult(id="jit", name="jit", weight=0, status="passed", notes=(NOISE,))]
+    nasty.write_text(junit_xml(GradeResult(submission=NOISE, score=0, max_score=18, checks=checks, suite="hidden",
+                                           cases=1, shapes=1, isolation="process", seconds=1.0, stdout=NOISE,
+                                           stderr=NOISE)), encoding="utf-8")
+    files = [*graded.values(), nasty]
+    run = _validate(java, schema, files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("valid ") == len(files)
+    # The validator does reject: without a timestamp (windyroad) or with an attribute on skipped (Jenkins).
+    broken = tmp_path / "broken.xml"
+    text = graded["syntax_error"].read_text(encoding="utf-8")
+    if schema.name == "JUnit.xsd":
+        broken.write_text(re.sub(r' timestamp="[^"]*"', "", text, count=1), encoding="utf-8")
+    else:
+        broken.write_text(text.replace("<error ", "<skipped ", 1).replace("</error>", "</skipped>", 1),
+                          encoding="utf-8")
+    rejected = _validate(java, schema, [broken])
+    assert rejected.returncode == 1 and "invalid" in rejected.stdout, rejected.stdout + rejected.stderr
