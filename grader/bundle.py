@@ -83,7 +83,7 @@ else
     rm -f "$RESULTS.grader"
     # The grader could not even start: say so to the student (it writes its own
     # result, with the reason, for an upload without a file to grade).
-    printf '{"score": 0, "output": "The autograder could not grade this submission (exit %s): upload your batchnorm.py or your notebook, and tell your instructor if this persists.", "tests": []}\\n' "$status" \\
+    printf '{"score": 0, "output_format": "text", "output": "The autograder could not grade this submission (exit %s): upload your batchnorm.py or your notebook, and tell your instructor if this persists.", "tests": []}\\n' "$status" \\
         > "$RESULTS"
 fi
 exit 0

@@ -81,7 +81,9 @@ def test_results_json_follows_gradescope_format(grade_file):
     assert sum(t["max_score"] for t in data["tests"]) == 100.0
     assert sum(t["score"] for t in data["tests"]) == data["score"]
     for test in data["tests"]:
-        assert set(test) == {"name", "score", "max_score", "status", "output", "tags", "visibility"}
+        assert set(test) == {"name", "score", "max_score", "status", "output", "tags", "visibility", "output_format",
+                             "name_format"}
+        assert test["output_format"] == test["name_format"] == "text"  # never Gradescope's HTML default
         assert test["status"] in ("passed", "failed")
         assert test["tags"] == [] or test["status"] == "failed"
     guard = next(t for t in data["tests"] if "init_updates_stats" in t["tags"])

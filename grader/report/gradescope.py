@@ -2,7 +2,13 @@
 
 JSON escaping keeps the file valid whatever the submission printed, but its
 texts are shown on a Gradescope page and read with ``cat``: they go through
-:func:`~grader.safetext.clean` too.
+:func:`~grader.safetext.clean` too (no terminal escapes, no control characters).
+
+Every text is plain text and says so: ``output_format`` (top level and per
+test), ``test_output_format``, ``test_name_format`` and each test's
+``name_format`` are ``"text"``. Gradescope's default, ``simple_format``, renders
+HTML, so a student's ``print("<N, D>")`` or ``<b>`` would be interpreted as
+markup, and Markdown would eat the ``*`` of ``0.9 * running``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from grader.safetext import clean
 
 FORMAT_VERSION = 1
 PRINTED_CHARS = 4000
+# Gradescope's "Output String Formatting": text, html, simple_format (its default), md, ansi.
+TEXT_FORMAT = "text"
 
 
 class TestEntry(TypedDict):
@@ -29,6 +37,8 @@ class TestEntry(TypedDict):
     output: str
     tags: list[str]
     visibility: str
+    output_format: str
+    name_format: str
 
 
 def results_json(result: GradeResult) -> dict[str, Any]:
@@ -42,6 +52,8 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "output": check_message(check),
             "tags": [clean(t) for t in check.tags],
             "visibility": "visible",
+            "output_format": TEXT_FORMAT,
+            "name_format": TEXT_FORMAT,
         })
     summary = f"{result.score}/{result.max_score} on the {result.suite} suite ({result.cases_compared} of {result.cases} cases compared, {result.shapes} shapes)."
     if result.problem:
@@ -57,6 +69,9 @@ def results_json(result: GradeResult) -> dict[str, Any]:
         "max_score": float(result.max_score),
         "execution_time": round(result.seconds, 3),
         "output": clean(summary),
+        "output_format": TEXT_FORMAT,
+        "test_output_format": TEXT_FORMAT,
+        "test_name_format": TEXT_FORMAT,
         "visibility": "visible",
         "stdout_visibility": "visible",
         "tests": tests,
