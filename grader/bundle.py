@@ -29,27 +29,30 @@ HANDOUT_README = """\
 
 1. Read INSTRUCTIONS.md.
 2. Fill in batchnorm.py.
-3. Check your work on the practice suite (one command; the first run installs the
-   pinned dependencies into .venv):
+3. Check your work on the practice suite (one command; the first run makes .venv
+   with the first Python 3.11 or newer it finds and installs the pinned
+   dependencies into it):
 
        ./check.sh
+
+   It needs Python 3.11 or newer and says what to install if it finds none;
+   `PYTHON=/path/to/python3.12 ./check.sh` chooses the interpreter yourself.
 
 The practice suite has the same kinds of inputs as the hidden one your instructor
 grades with, other numbers. Passing it is a good sign, not a guarantee.
 """
 
-CHECK_SH = """\
-#!/usr/bin/env bash
-# Practice check: set up .venv once, then grade batchnorm.py on the public practice suite.
-set -euo pipefail
-cd "$(dirname "$0")"
-PYTHON="${PYTHON:-python3.11}"
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install --quiet -r requirements.txt
-fi
-exec .venv/bin/python -m grader grade batchnorm.py --isolation process "$@"
-"""
+# The practice check, a shell script of its own (tests run it with chosen PATHs).
+CHECK_SCRIPT = Path(__file__).resolve().parent / "scripts" / "kit_check.sh"
+# The folder that holds the kit inside handout.zip, so that unzipping makes one folder.
+KIT_FOLDER = "batchnorm-kit"
+# The exercise's texts name files as the repository lays them out (exercise/...);
+# the kit is flat and checked with check.sh. Rewritten in order, in the kit only.
+KIT_REWRITES = (
+    (b"python -m grader grade exercise/batchnorm.py", b"./check.sh"),
+    (b"exercise/README.md", b"INSTRUCTIONS.md"),
+    (b"exercise/batchnorm.py", b"batchnorm.py"),
+)
 
 # Gradescope's image set-up: a shell script of its own (tested in a fresh root).
 SETUP_SCRIPT = Path(__file__).resolve().parent / "scripts" / "gradescope_setup.sh"
@@ -104,11 +107,18 @@ def _files_for_runtime() -> dict[str, bytes]:
 def handout_files() -> dict[str, bytes]:
     """Relative path -> content of the student kit."""
     files = _files_for_runtime()
-    files["batchnorm.py"] = (EXERCISE_DIR / "batchnorm.py").read_bytes()
-    files["INSTRUCTIONS.md"] = (EXERCISE_DIR / "README.md").read_bytes()
+    files["batchnorm.py"] = _for_kit((EXERCISE_DIR / "batchnorm.py").read_bytes())
+    files["INSTRUCTIONS.md"] = _for_kit((EXERCISE_DIR / "README.md").read_bytes())
     files["README.md"] = HANDOUT_README.encode()
-    files["check.sh"] = CHECK_SH.encode()
+    files["check.sh"] = CHECK_SCRIPT.read_bytes()
     return files
+
+
+def _for_kit(text: bytes) -> bytes:
+    """An exercise file's text with the repository's paths replaced by the kit's."""
+    for old, new in KIT_REWRITES:
+        text = text.replace(old, new)
+    return text
 
 
 def gradescope_files(secret: str) -> dict[str, bytes]:
@@ -143,12 +153,21 @@ def write_tree(files: dict[str, bytes], out: Path) -> None:
         raise
 
 
-def write_zip(files: dict[str, bytes], out: Path) -> None:
-    """Write ``files`` into the zip ``out`` atomically, with executable bits kept."""
+def write_zip(files: dict[str, bytes], out: Path, *, folder: str = "") -> None:
+    """Write ``files`` into the zip ``out`` atomically, with executable bits kept.
+
+    With ``folder``, every file is inside that one folder (the student kit:
+    unzipping makes ``batchnorm-kit/``); without, at the root (Gradescope wants
+    ``setup.sh`` and ``run_autograder`` there).
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        if folder:
+            info = zipfile.ZipInfo(f"{folder}/", date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10  # and the MS-DOS directory flag
+            archive.writestr(info, b"")
         for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info = zipfile.ZipInfo(f"{folder}/{name}" if folder else name, date_time=(2026, 1, 1, 0, 0, 0))
             mode = 0o755 if name in _EXECUTABLE else 0o644
             info.external_attr = (stat.S_IFREG | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED

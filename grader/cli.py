@@ -124,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     common(b)
 
     h = sub.add_parser("handout", help="build the student kit: stub, instructions, practice check")
-    h.add_argument("--out", required=True, help="a folder, or a file ending in .zip")
+    h.add_argument("--out", required=True,
+                   help="a folder (the kit's files go in it), or a file ending in .zip (holding one folder, batchnorm-kit/)")
 
     gs = sub.add_parser("gradescope", help="build autograder.zip for Gradescope")
     gs.add_argument("--secret-file", required=True, help="the hidden suite's secret (goes into the bundle)")
@@ -226,7 +227,7 @@ def _examples(args: argparse.Namespace) -> int:
 
 
 def _handout(args: argparse.Namespace) -> int:
-    from grader.bundle import handout_files, write_tree, write_zip
+    from grader.bundle import KIT_FOLDER, handout_files, write_tree, write_zip
 
     out = Path(args.out)
     try:
@@ -234,10 +235,11 @@ def _handout(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         raise UsageError(f"the handout is built from the full project, and {err.filename} is missing") from err
     if out.suffix == ".zip":
-        write_zip(files, out)
+        write_zip(files, out, folder=KIT_FOLDER)
+        print(f"wrote the student kit ({len(files)} files, in the folder {KIT_FOLDER}/) to {out}")
     else:
         write_tree(files, out)
-    print(f"wrote the student kit ({len(files)} files) to {out}")
+        print(f"wrote the student kit ({len(files)} files) to {out}")
     return 0
 
 

@@ -1,0 +1,176 @@
+"""The student kit as a student gets it: texts that name only files in the kit,
+a check script that finds a Python 3.11+ (or says what to install), and a zip
+that unpacks into one folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader.bundle import KIT_FOLDER
+from tests.conftest import ROOT, run_cli
+
+# Path-like words: anything with a slash, or a name with a file extension.
+PATH_WORD = re.compile(r"(?<![\w/.:-])(?:\.{1,2}/)?(?:[\w.-]+/)+[\w.-]*"
+                       r"|(?<![\w/.:-])[\w.-]+\.(?:md|py|sh|txt|ipynb|json|xml|zip|toml|yml|yaml)\b")
+NOT_PATHS = {"read/write"}  # words with a slash in the stub's comments
+MADE_BY_CHECK_SH = {".venv/bin/python", ".venv/.installed", "r.json"}  # made when it runs (r.json: an example)
+STUDENT_TEXTS = ("README.md", "INSTRUCTIONS.md", "batchnorm.py", "check.sh")
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("handout") / "kit"
+    run = run_cli("handout", "--out", str(out))
+    assert run.code == 0, run.stderr
+    return out
+
+
+def _paths_named(text: str) -> set[str]:
+    return {word.rstrip(".") for word in PATH_WORD.findall(text)} - NOT_PATHS
+
+
+def test_every_path_the_kit_names_is_in_the_kit(kit: Path):
+    named = {}
+    for name in STUDENT_TEXTS:
+        text = (kit / name).read_text()
+        assert "exercise/" not in text, f"{name} names the repository's layout"
+        named[name] = _paths_named(text)
+    assert "INSTRUCTIONS.md" in named["batchnorm.py"] and "./check.sh" in named["INSTRUCTIONS.md"]
+    for name, paths in named.items():
+        for path in paths - MADE_BY_CHECK_SH:
+            assert (kit / path).exists(), f"{name} names {path}, which the kit does not have"
+    # The stub's NotImplementedError message (the grader shows it) names a file of the kit.
+    message = re.search(r'NOT_IMPLEMENTED = \(\s*"([^"]*)"', (kit / "batchnorm.py").read_text())
+    assert message is not None and _paths_named(message.group(1)) == {"INSTRUCTIONS.md"}
+
+
+def test_the_exercise_names_existing_files_in_the_repository_too():
+    """The same texts in the repository: each path exists from the root or next to the text."""
+    for text_file in (ROOT / "exercise" / "README.md", ROOT / "exercise" / "batchnorm.py"):
+        for path in _paths_named(text_file.read_text()):
+            assert (ROOT / path).exists() or (text_file.parent / path).exists(), f"{text_file.name} names {path}"
+
+
+def test_the_zip_unpacks_into_one_folder(tmp_path: Path, kit: Path):
+    out = tmp_path / "handout.zip"
+    run = run_cli("handout", "--out", str(out))
+    assert run.code == 0 and f"{KIT_FOLDER}/" in run.stdout
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        assert {name.split("/", 1)[0] for name in names} == {KIT_FOLDER}
+        assert (archive.getinfo(f"{KIT_FOLDER}/check.sh").external_attr >> 16) & 0o111
+        archive.extractall(tmp_path / "unzipped")
+    assert [p.name for p in (tmp_path / "unzipped").iterdir()] == [KIT_FOLDER]
+    unzipped = tmp_path / "unzipped" / KIT_FOLDER
+    files = {p.relative_to(unzipped).as_posix() for p in unzipped.rglob("*") if p.is_file()}
+    assert files == {p.relative_to(kit).as_posix() for p in kit.rglob("*") if p.is_file()}  # the DIR form's files
+
+
+# --- check.sh choosing an interpreter --------------------------------------------------
+
+BASH = shutil.which("bash") or "/bin/bash"
+REAL_PYTHON = sys.executable  # has the pinned packages, like the .venv check.sh makes
+FAKE_VENV = """\
+import os, sys
+bin_dir = os.path.join(sys.argv[1], "bin")
+os.makedirs(bin_dir)
+with open(os.path.join(bin_dir, "python"), "w") as f:
+    f.write('''#!{bash}
+echo "venv-python $*" >> {log}
+if [ "$1 $2" = "-m pip" ]; then exit 0; fi  # the packages are there already; no network in tests
+exec {python} "$@"
+''')
+os.chmod(os.path.join(bin_dir, "python"), 0o755)
+"""
+GOOD_SHIM = """\
+#!{bash}
+echo "${{0##*/}} $*" >> {log}
+if [ "$1 $2" = "-m venv" ]; then exec {python} {fake_venv} "$3"; fi
+exec {python} "$@"
+"""
+OLD_SHIM = """\
+#!{bash}
+echo "${{0##*/}} $*" >> {log}
+echo 3.10.12
+exit 1
+"""
+
+
+def _sandbox(tmp_path: Path, kit: Path, good: tuple[str, ...] = (), old: tuple[str, ...] = ()) -> tuple[Path, dict[str, str], Path]:
+    """A copy of the kit and a PATH holding bash, env and the named fake interpreters, nothing else."""
+    work = tmp_path / "kit"
+    shutil.copytree(kit, work)
+    tools, fakes = tmp_path / "tools", tmp_path / "fakebin"
+    tools.mkdir()
+    fakes.mkdir()
+    for tool in ("bash", "env"):
+        found = shutil.which(tool)
+        assert found is not None
+        (tools / tool).symlink_to(found)
+    log = tmp_path / "calls.log"
+    log.touch()
+    fake_venv = tmp_path / "fake_venv.py"
+    fake_venv.write_text(FAKE_VENV.format(bash=BASH, log=log, python=REAL_PYTHON))
+    for name, template in [*((n, GOOD_SHIM) for n in good), *((n, OLD_SHIM) for n in old)]:
+        shim = fakes / name
+        shim.write_text(template.format(bash=BASH, log=log, python=REAL_PYTHON, fake_venv=fake_venv))
+        shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADER_", "PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{fakes}{os.pathsep}{tools}"
+    return work, env, log
+
+
+def _check(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["./check.sh", *args], cwd=work, env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_check_sh_uses_python3_when_it_is_the_only_one_and_grades(tmp_path: Path, kit: Path):
+    work, env, log = _sandbox(tmp_path, kit, good=("python3",))
+    run = _check(work, env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"setting up .venv with {tmp_path / 'fakebin' / 'python3'}" in run.stdout
+    calls = log.read_text()
+    assert "python3 -m venv .venv" in calls and "venv-python -m pip install --quiet -r requirements.txt" in calls
+    # The stub graded: its message names a file the student has.
+    assert "not implemented yet" in run.stdout and "(see INSTRUCTIONS.md)" in run.stdout
+    assert (work / "INSTRUCTIONS.md").is_file() and (work / ".venv" / ".installed").is_file()
+    # Set up once: the next run goes straight to the grader.
+    again = _check(work, env, "--help")
+    assert again.returncode == 0 and "setting up" not in again.stdout
+    assert log.read_text().count("-m venv") == 1
+
+
+def test_check_sh_tries_versions_in_order_and_skips_old_ones(tmp_path: Path, kit: Path):
+    work, env, log = _sandbox(tmp_path, kit, good=("python3.12", "python3", "python"), old=("python3.11",))
+    run = _check(work, env, "--help")  # the grader's help: set-up happens, no grading needed
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"setting up .venv with {tmp_path / 'fakebin' / 'python3.12'}" in run.stdout
+    assert "python3.12 -m venv .venv" in log.read_text()
+
+
+def test_check_sh_without_any_python_says_what_to_install(tmp_path: Path, kit: Path):
+    work, env, _ = _sandbox(tmp_path, kit)
+    run = _check(work, env)
+    assert run.returncode not in (0, 127) and run.returncode == 2, run.returncode
+    assert "needs Python 3.11 or newer" in run.stderr and "PYTHON=/path/to/python3.11 ./check.sh" in run.stderr
+    assert "command not found" not in run.stderr and not (work / ".venv").exists()
+
+
+def test_check_sh_names_the_pythons_too_old(tmp_path: Path, kit: Path):
+    work, env, _ = _sandbox(tmp_path, kit, old=("python3",))
+    run = _check(work, env)
+    assert run.returncode == 2
+    assert "too old or not working: python3 (3.10.12)" in run.stderr
+    env["PYTHON"] = str(tmp_path / "fakebin" / "python3")
+    chosen = _check(work, env)
+    assert chosen.returncode == 2 and "is not Python 3.11 or newer" in chosen.stderr and "(it is 3.10.12)" in chosen.stderr
