@@ -96,6 +96,7 @@ def junit_xml(result: GradeResult, *, timestamp: datetime | None = None, hostnam
     summary: list[str] = [f"Score: {result.score}/{result.max_score} on the {result.suite} suite."]
     if problem:
         summary.append(f"The submission could not be graded normally: {problem}.")
+    summary += list(result.notes)  # how the upload was read (a notebook's cells, say)
     for check in result.checks:
         score = f"{check.score}/{check.weight}"
         _element(props, "property", {"name": f"check.{check.id}", "value": f"{score} {check.status}"})
