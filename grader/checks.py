@@ -75,11 +75,11 @@ class CheckResult:
 # --- shared helpers ----------------------------------------------------------------
 
 TRAIN_TAGS = ("stats_over_features", "unbiased_variance", "eps_misplaced", "train_uses_running_stats", "affine_misapplied",
-              "variance_not_clipped", "variance_uncentered")
+              "variance_not_clipped", "variance_uncentered", "std_misused", "not_centered")
 UPDATE_TAGS = ("momentum_reversed", "momentum_value", "train_skips_update", "unbiased_variance", "ema_debiased",
-               "ema_first_overwrite", "variance_uncentered", "stats_over_features")
+               "ema_first_overwrite", "variance_uncentered", "stats_over_features", "update_weights")
 EVAL_TAGS = ("eval_uses_batch_stats", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance",
-             "variance_uncentered")
+             "variance_uncentered", "std_misused", "not_centered")
 FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "momentum_value", "unbiased_variance", "eval_uses_batch_stats")
 ALL_TAGS = tuple(PITFALLS)
 
@@ -88,6 +88,8 @@ def _from_diagnosis(diag: Diagnosis, expected: str) -> Outcome:
     if diag.passed:
         return Outcome(True, expected)
     observed = f"{diag.where}: {diag.mismatch.summary()}" if diag.mismatch else "values differ"
+    if diag.detail:
+        observed += f" ({diag.detail})"
     return Outcome(False, expected, observed, diag.tags, models=diag.models)
 
 
@@ -135,7 +137,9 @@ def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[
     if not failed:
         return Diagnosis(passed=True)
     named = tuple(dict.fromkeys(t for d in failed for t in d.tags))
-    return Diagnosis(False, named, failed[0].mismatch, failed[0].where, failed[0].models if len(failed) == 1 else ())
+    detail = "; ".join(f"{d.where.split(' ', 1)[0]}: {d.detail}" for d in failed if d.detail)
+    return Diagnosis(False, named, failed[0].mismatch, failed[0].where, failed[0].models if len(failed) == 1 else (),
+                     detail)
 
 
 def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], tags: tuple[str, ...], expected: str,
@@ -308,19 +312,20 @@ def _output_tol(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, rv:
     def tol(v: Variant) -> np.ndarray:
         source = v.train_stats if train else v.eval_stats
         # Only a model that normalizes with the updated statistics needs them all.
-        key: object = (source, v) if source == "running_new" else (source, v.eps, v.affine)
+        shape = {"center": v.center, "gain": v.scale}  # another normalization: its own amplification
+        key: object = (source, v) if source == "running_new" else (source, v.eps, v.affine, v.center, v.scale)
         if key not in cache:
             scale = _scale_of(v, g, b)
             if source == "batch":
-                cache[key] = output_tolerance(x, scale, b, eps=v.eps)
+                cache[key] = output_tolerance(x, scale, b, eps=v.eps, **shape)
             elif source == "running_new":
                 try:
                     new = oracle.step(x, g, b, rm, rv, True, v, output=False, t=t)
                 except ValueError:  # the model has no statistics to store: it cannot match anyway
                     new = oracle.Step(np.empty(0), rm, rv)
-                cache[key] = output_tolerance(x, scale, b, new.running_mean, new.running_var, eps=v.eps)
+                cache[key] = output_tolerance(x, scale, b, new.running_mean, new.running_var, eps=v.eps, **shape)
             else:
-                cache[key] = output_tolerance(x, scale, b, rm, rv, eps=v.eps)
+                cache[key] = output_tolerance(x, scale, b, rm, rv, eps=v.eps, **shape)
         return cache[key]
 
     return tol
@@ -334,6 +339,8 @@ def _scale_of(v: Variant, g: np.ndarray, b: np.ndarray) -> np.ndarray:
         return b
     if v.affine == "one_plus_gamma":
         return 1.0 + g
+    if v.affine == "beta_both":
+        return b
     return g
 
 

@@ -36,10 +36,13 @@ def _max_abs(x: np.ndarray) -> np.ndarray:
 
 def output_tolerance(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                      mean: np.ndarray | None = None, var: np.ndarray | None = None,
-                     eps: str = "inside") -> np.ndarray:
+                     eps: str = "inside", center: str = "minus_mean", gain: str = "std") -> np.ndarray:
     """Per-element tolerance of an output normalized with ``mean``/``var``
     (the batch's own when omitted: then cancellation in the variance counts too).
-    ``eps`` says where the model puts eps, which sets how much rounding is amplified."""
+    ``eps`` says where the model puts eps, which sets how much rounding is amplified;
+    ``center`` and ``gain`` describe a model that divides something else than
+    x - mean (x, x + mean) by something else than the standard deviation (the
+    variance, nothing) or multiplies by it: the same rounding, amplified as it is."""
     batch = mean is None
     if batch:
         mean, var = batch_moments(x)
@@ -55,8 +58,10 @@ def output_tolerance(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         a = (_max_abs(x) + np.abs(mean)) / scale
         b = 1.0 + (np.square(mean) + np.abs(var)) / (np.abs(var) + EPS) if batch else np.ones_like(a)
-        x_hat = np.abs(x - mean[..., None, :]) / scale[..., None, :]
-    g, bb = np.abs(gamma)[..., None, :], np.abs(beta)[..., None, :]
+        numerator = {"minus_mean": x - mean[..., None, :], "none": x, "plus_mean": x + mean[..., None, :]}[center]
+        x_hat = np.abs(numerator) / scale[..., None, :]
+        amplify = {"std": 1.0, "var": 1.0 / scale, "times_std": np.square(scale), "none": scale}[gain]
+    g, bb = np.abs(gamma)[..., None, :] * np.broadcast_to(amplify, np.shape(scale))[..., None, :], np.abs(beta)[..., None, :]
     return safety(x.shape[-2]) * F32_EPS * (g * (a[..., None, :] + x_hat * b[..., None, :]) + bb) + 1e-30
 
 

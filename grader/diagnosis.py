@@ -49,6 +49,14 @@ MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
     ("affine_misapplied", {"affine": "no_beta"}),
     ("affine_misapplied", {"affine": "minus_beta"}),
     ("affine_misapplied", {"affine": "one_plus_gamma"}),
+    ("affine_misapplied", {"affine": "minus_gamma"}),
+    ("affine_misapplied", {"affine": "gamma_both"}),
+    ("affine_misapplied", {"affine": "beta_both"}),
+    ("std_misused", {"scale": "var"}),
+    ("std_misused", {"scale": "times_std"}),
+    ("std_misused", {"scale": "none"}),
+    ("not_centered", {"center": "none"}),
+    ("not_centered", {"center": "plus_mean"}),
     ("variance_not_clipped", {"variance": "unclipped"}),
 )
 
@@ -74,6 +82,7 @@ class Diagnosis:
     mismatch: Mismatch | None = None
     where: str = ""
     models: tuple[Variant, ...] = ()  # the models that reproduce every item
+    detail: str = ""  # what a fitted model found, for the student ("momentum 0.99")
 
 
 def _matches(items: Sequence[Item], variant: Variant, loose: bool) -> bool:
@@ -130,14 +139,81 @@ def diagnose(items: Sequence[Item], tags: Sequence[str]) -> Diagnosis:
     models = [(tag, variant) for tag, variant in candidates if _matches(items, variant, loose=True)]
     if not models:
         for (tag_a, a), (tag_b, b) in itertools.combinations(candidates, 2):
-            if tag_a == tag_b or a.differs_in() & b.differs_in():
-                continue
+            if tag_a == tag_b or a.differs_in() & b.differs_in() or "unclipped" in (a.variance, b.variance):
+                continue  # (the unclipped model allows NaN anywhere it cancels: no half of a pair)
             merged = dataclasses.replace(a, **{f: getattr(b, f) for f in b.differs_in()})
             # Both halves must matter here: a mistake that changes nothing in these
             # items (an update-only mistake, for an output) is no explanation.
             if _changes(items, merged, a) and _changes(items, merged, b) and _matches(items, merged, loose=True):
                 models += [(tag_a, merged), (tag_b, merged)]
+    detail = ""
+    if not models:
+        models, detail = _fitted(items, tags)
     found = {tag for tag, _ in models}
-    ordered = tuple(t for t in dict.fromkeys(tag for tag, _ in MISTAKES) if t in found)
+    ordered = tuple(t for t in dict.fromkeys([tag for tag, _ in MISTAKES] + list(FITTED)) if t in found)
     return Diagnosis(passed=False, tags=ordered, mismatch=mismatch, where=where,
-                     models=tuple(dict.fromkeys(variant for _, variant in models)))
+                     models=tuple(dict.fromkeys(variant for _, variant in models)), detail=detail)
+
+
+# Mistakes whose model has a number in it that is read off the observed values
+# (then checked like any other model: it must reproduce every item).
+FITTED = ("momentum_value", "update_weights", "eps_misplaced")
+# eps values tried when eps is neither missing nor misplaced but another number:
+# decades and halves, and the momentum's values (the two constants confused).
+EPS_GRID = tuple(sorted({m * 10.0 ** k for k in range(-10, 2) for m in (1.0, 2.0, 5.0)} | {0.9, 0.99, 0.1})
+                 ) + tuple(-m * 10.0 ** k for k in range(-6, 1) for m in (1.0,))
+
+
+def _fitted(items: Sequence[Item], tags: Sequence[str]) -> tuple[list[tuple[str, Variant]], str]:
+    """A model with a fitted number that reproduces every item, with its words."""
+    if "momentum_value" in tags or "update_weights" in tags:
+        for with_constant in (False, True):  # the simpler rule first
+            weights = _fit_update(items, with_constant)
+            if weights is None or not _matches(items, variant := Variant(update_weights=weights), loose=True):
+                continue
+            keep, take, constant = weights
+            if not with_constant and abs(keep + take - 1.0) < 1e-4:
+                return [("momentum_value", variant)], f"it moves as momentum = {keep:.3g} would"
+            if "update_weights" in tags:
+                const = f" {'+' if constant >= 0 else '-'} {abs(constant):.3g}" if with_constant else ""
+                return [("update_weights", variant)], (
+                    f"it behaves like running = {keep:.3g} * running {'+' if take >= 0 else '-'} "
+                    f"{abs(take):.3g} * batch{const}")
+    if "eps_misplaced" in tags and items:
+        first = items[0]
+        for value in EPS_GRID:
+            variant = Variant(eps_value=value)
+            if _matches([first], variant, loose=True) and _changes(items, variant, CONTRACT) \
+                    and _matches(items, variant, loose=True):
+                return [("eps_misplaced", variant)], f"the output is what eps = {value:.3g} gives"
+    return [], ""
+
+
+def _fit_update(items: Sequence[Item], with_constant: bool) -> tuple[float, float, float] | None:
+    """Least-squares keep, take (and constant) of running = keep * running + take *
+    batch + constant over every observed statistic, each weighted by its
+    tolerance (None where they are not determined, e.g. items that are outputs)."""
+    weights = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)) + (((0.0, 0.0, 1.0),) if with_constant else ())
+    columns, observed, scales = [], [], []
+    for item in items:
+        try:
+            basis = [item.expected(Variant(update_weights=w)) for w in weights]
+        except ValueError:
+            return None
+        if any(b.shape != item.observed.shape for b in basis):
+            return None
+        columns.append(np.stack([b.reshape(-1) for b in basis], axis=1))
+        observed.append(item.observed.reshape(-1))
+        scales.append(np.broadcast_to(item.tolerance(CONTRACT), item.observed.shape).reshape(-1))
+    if not columns:
+        return None
+    a, y, tol = np.concatenate(columns), np.concatenate(observed), np.concatenate(scales)
+    keep = np.isfinite(a).all(axis=1) & np.isfinite(y) & np.isfinite(tol) & (tol > 0)
+    if keep.sum() < 6:
+        return None
+    w = 1.0 / tol[keep]
+    a, y = a[keep] * w[:, None], y[keep] * w
+    if np.linalg.matrix_rank(a, tol=1e-9 * max(1.0, float(np.abs(a).max()))) < len(weights):
+        return None
+    solution = [float(v) for v in np.linalg.lstsq(a, y, rcond=None)[0]]
+    return solution[0], solution[1], solution[2] if with_constant else 0.0

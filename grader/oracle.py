@@ -36,11 +36,16 @@ class Variant:
     momentum_reversed: bool = False
     momentum: float = MOMENTUM  # another value: flax.linen.BatchNorm's default 0.99, say
     eps_value: float = EPS  # another value: Keras's default 1e-3, say
-    affine: Literal["normal", "none", "swapped", "no_gamma", "no_beta", "minus_beta", "one_plus_gamma"] = "normal"
+    affine: Literal["normal", "none", "swapped", "no_gamma", "no_beta", "minus_beta", "one_plus_gamma", "minus_gamma",
+                    "gamma_both", "beta_both"] = "normal"
     # How the running statistics move: the contract's EMA; Haiku-style debiased
     # (an EMA of zeros-started hidden values divided by 1 - momentum^t); or the
     # first update replacing them with the batch's (Equinox-style), EMA after.
     update_rule: Literal["ema", "debiased", "first_overwrite"] = "ema"
+    # Fitted to what was observed: running = keep * running + take * batch + constant.
+    update_weights: tuple[float, float, float] | None = None
+    center: Literal["minus_mean", "none", "plus_mean"] = "minus_mean"  # what is divided: x - mean, x, x + mean
+    scale: Literal["std", "var", "times_std", "none"] = "std"  # divided by sqrt(var + eps), by var + eps, ...
     # "unclipped": the one-pass E[x^2] - E[x]^2 in float32 without max(., 0): where it
     # cancels (|mean| >> std, e.g. a constant feature) it may come out negative, and
     # the output is NaN there or the contract's value (the model allows either).
@@ -105,13 +110,22 @@ def _feature_moments(x: np.ndarray, ddof: int, broadcast: bool) -> tuple[np.ndar
     return mean[..., :, None], var[..., :, None]
 
 
-def _normalize(x: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: str, value: float = EPS) -> np.ndarray:
+def _normalize(x: np.ndarray, mean: np.ndarray, var: np.ndarray, variant: Variant) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if eps == "inside":
-            return (x - mean) / np.sqrt(var + value)
-        if eps == "outside":
-            return (x - mean) / (np.sqrt(var) + value)
-        return (x - mean) / np.sqrt(var)
+        centered = {"minus_mean": x - mean, "none": x, "plus_mean": x + mean}[variant.center]
+        if variant.eps == "inside":
+            std = np.sqrt(var + variant.eps_value)
+        elif variant.eps == "outside":
+            std = np.sqrt(var) + variant.eps_value
+        else:
+            std = np.sqrt(var)
+        if variant.scale == "std":
+            return centered / std
+        if variant.scale == "var":  # divided by the variance: std squared
+            return centered / np.square(std)
+        if variant.scale == "times_std":
+            return centered * std
+        return centered
 
 
 def step(
@@ -169,7 +183,11 @@ def step(
     if variant.update_in_train if train else variant.update_in_eval:
         momentum = variant.momentum if variant.momentum != MOMENTUM else momentum
         m = 1.0 - momentum if variant.momentum_reversed else momentum
-        if variant.update_rule == "first_overwrite" and t == 1:
+        if variant.update_weights is not None:
+            keep, take, constant = variant.update_weights
+            new_mean = keep * old_mean + take * upd_mean + constant
+            new_var = keep * old_var + take * upd_var + constant
+        elif variant.update_rule == "first_overwrite" and t == 1:
             new_mean, new_var = upd_mean + 0.0 * old_mean, upd_var + 0.0 * old_var
         elif variant.update_rule == "debiased":  # hidden_{t-1} = running_{t-1} * (1 - m^(t-1))
             keep, scale = m * (1.0 - m ** (t - 1)), 1.0 / (1.0 - m ** t)
@@ -191,7 +209,7 @@ def step(
     else:
         mean, var = batch_mean, batch_var
 
-    x_hat = _normalize(x, mean, var, variant.eps, variant.eps_value)
+    x_hat = _normalize(x, mean, var, variant)
     if variant.variance == "unclipped" and source == "batch":
         # float32 cancellation of the one-pass form: about eps32 * mean^2 of error
         cancels = batch_var <= 64.0 * float(np.finfo(np.float32).eps) * np.square(batch_mean)
@@ -209,6 +227,12 @@ def step(
         y = g * x_hat - b
     elif variant.affine == "one_plus_gamma":
         y = (1.0 + g) * x_hat + b
+    elif variant.affine == "minus_gamma":
+        y = b - g * x_hat
+    elif variant.affine == "gamma_both":  # gamma as the shift too
+        y = g * x_hat + g
+    elif variant.affine == "beta_both":  # beta as the scale too
+        y = b * x_hat + b
     else:
         y = x_hat
     return Step(y=y, running_mean=new_mean, running_var=new_var)

@@ -184,6 +184,30 @@ _ALL = (
         "jnp.maximum(var, 0.0).",
     ),
     Pitfall(
+        "update_weights",
+        "the running update weighs old and new values otherwise than momentum and 1 - momentum",
+        "The update is a weighted average: running = 0.9 * running + 0.1 * batch, weights "
+        "that sum to one. Other weights (1 + momentum, a dropped factor, a minus sign) make "
+        "the running statistics drift away from any batch's.",
+        "Write the update as momentum * running + (1 - momentum) * batch and compare it "
+        "term by term with yours (the observed line says what yours does).",
+    ),
+    Pitfall(
+        "std_misused",
+        "x - mean is not divided by the standard deviation",
+        "Normalizing divides by the standard deviation, sqrt(var + eps): dividing by the "
+        "variance, multiplying, or not dividing at all leaves the output on another scale "
+        "than unit variance.",
+        "Divide x - mean by jnp.sqrt(var + eps).",
+    ),
+    Pitfall(
+        "not_centered",
+        "the mean is not subtracted from x",
+        "Normalizing centres each feature first: x - mean. Without it (or with + mean) the "
+        "output keeps the batch's offset.",
+        "Subtract the mean you normalize with: (x - mean) / sqrt(var + eps).",
+    ),
+    Pitfall(
         "variance_uncentered",
         "the variance is taken of x, not of x - mean",
         "The variance is the mean of squared deviations from the mean; mean(x^2) is "
