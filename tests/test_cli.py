@@ -21,9 +21,9 @@ def test_missing_path_is_a_usage_error_with_one_line(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_folder_without_batchnorm_py_is_a_usage_error(tmp_path):
+def test_folder_without_a_submission_is_a_usage_error(tmp_path):
     run = run_cli("grade", str(tmp_path))
-    assert run.code == 2 and "has no batchnorm.py" in run.stderr
+    assert run.code == 2 and "no file defines MyBatchNorm or init_and_apply" in run.stderr
 
 
 def test_unreadable_secret_file_is_a_usage_error(tmp_path):
