@@ -13,20 +13,17 @@ import sys
 import time
 from typing import Any, BinaryIO
 
+import importlib
+from types import ModuleType
+
 from . import probes, wire
+from .probes import ProbeError, describe, install_eager_seed_check, load_submission
 from .protocol import Failure, Frame
-from .probes import (
-    ProbeError,
-    describe,
-    install_eager_seed_check,
-    load_submission,
-    probe_flow,
-    probe_flow_group,
-    probe_module,
-    probe_module_group,
-)
 
 REQUIRED_NAMES = ("MyBatchNorm", "init_and_apply")
+# The exercises' worker-side modules (grader.exercises.ADAPTERS): the job names one.
+ADAPTERS = ("probes", "probes_nnx")
+adapter: ModuleType = probes
 
 
 def _send(out: BinaryIO, header: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
@@ -41,14 +38,14 @@ def _send_result(out: BinaryIO, result: dict[str, Any], outputs: dict[str, Any])
         _send(out, {"kind": Frame.RESULT.value, "id": result["id"], "error": {"type": Failure.OUTPUT.value, "message": str(err)[:300]}})
 
 
-def _import(path: str) -> tuple[Any, dict[str, Any] | None]:
+def _import(path: str, required: tuple[str, ...]) -> tuple[Any, dict[str, Any] | None]:
     try:
         submission = load_submission(path)
     except ProbeError as err:
         return None, {"type": err.kind, "message": err.message}
     except BaseException as err:  # noqa: BLE001 - SystemExit at import is the student's too
         return None, describe(err)
-    missing = [n for n in REQUIRED_NAMES if not hasattr(submission, n)]
+    missing = [n for n in required if not hasattr(submission, n)]
     if missing:
         return submission, {"type": Failure.MISSING_NAMES.value, "message": ", ".join(missing)}
     return submission, None
@@ -57,9 +54,9 @@ def _import(path: str) -> tuple[Any, dict[str, Any] | None]:
 def _run_probe(submission: Any, header: dict[str, Any], arrays: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     params = header["params"]
     if header["probe"] == "module":
-        return probe_module(submission.MyBatchNorm, params, arrays)
+        return adapter.probe_module(submission.MyBatchNorm, params, arrays)
     if header["probe"] == "flow":
-        return probe_flow(submission, params, arrays)
+        return adapter.probe_flow(submission, params, arrays)
     raise ProbeError("grader", f"unknown probe {header['probe']!r}")
 
 
@@ -70,8 +67,12 @@ def main(argv: list[str]) -> int:
     if job is None:
         return 0
     started = time.perf_counter()
+    global adapter
+    name = job[0].get("adapter", "probes")
+    adapter = importlib.import_module(f".{name if name in ADAPTERS else 'probes'}", __package__)
     install_eager_seed_check()
-    submission, import_error = _import(job[0]["path"])
+    required = tuple(str(n) for n in job[0].get("required", REQUIRED_NAMES))
+    submission, import_error = _import(job[0]["path"], required)
     _send(out, {"kind": Frame.READY.value, "error": import_error, "seconds": time.perf_counter() - started})
     if import_error is not None:
         return 0
@@ -81,8 +82,8 @@ def main(argv: list[str]) -> int:
     pending = list(frames)
     if job[0].get("merge", True):
         # Flows first: cheap, and they keep their credit if the module then hangs.
-        groups = (("flow", lambda group: probe_flow_group(submission, group)),
-                  ("module", lambda group: probe_module_group(submission.MyBatchNorm, group)))
+        groups = (("flow", lambda group: adapter.probe_flow_group(submission, group)),
+                  ("module", lambda group: adapter.probe_module_group(submission.MyBatchNorm, group)))
         for kind, run_group in groups:
             group = [f for f in frames if f[0]["probe"] == kind]
             if len(group) < 2:
@@ -104,7 +105,7 @@ def main(argv: list[str]) -> int:
     for header, arrays in pending:
         probe_id = header["id"]
         _send(out, {"kind": Frame.START.value, "id": probe_id})
-        probes.EAGER_STARTED = lambda cases, probe_id=probe_id: _send(
+        probes.EAGER_STARTED = lambda cases, probe_id=probe_id: _send(  # run_segment is shared by adapters
             out, {"kind": Frame.START.value, "id": probe_id, "eager_cases": cases})
         started = time.perf_counter()
         try:

@@ -107,6 +107,7 @@ class Options:
     memory_mb: int | None
     isolation: str | None
     hide: list[Path]
+    exercise: str = "batchnorm_linen"
 
 
 # --- the pool: each process grades one submission at a time ---------------------------
@@ -148,7 +149,7 @@ def _grade_one(job: tuple[Student, str, str]) -> tuple[str, dict[str, Any], str]
             result = _ungraded(student, student.problem, internal=False)
         else:
             result = grade(student.path, _OPTIONS.secret, timeout=_OPTIONS.timeout, memory_mb=_OPTIONS.memory_mb,
-                           workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide)
+                           workers=1, isolation=_OPTIONS.isolation, hide=_OPTIONS.hide, exercise=_OPTIONS.exercise)
     except Exception as err:  # noqa: BLE001 - one submission never stops the class
         result = _ungraded(student, f"{type(err).__name__}: {err}"[:300])
     finally:
@@ -177,7 +178,8 @@ def _ungraded(student: Student, reason: str, internal: bool = True):  # noqa: AN
         print(f"grader: internal error grading {student.id}: {reason}", file=sys.stderr)
         reason = f"the grader failed on this submission ({reason}); please report it to your instructor"
     return GradeResult(submission=student.id, score=0, max_score=MAX_SCORE, checks=[], suite=build_suite(
-        _OPTIONS.secret).name, cases=0, shapes=0, isolation=str(_OPTIONS.isolation), seconds=0.0, problem=reason)
+        _OPTIONS.secret).name, cases=0, shapes=0, isolation=str(_OPTIONS.isolation), seconds=0.0, problem=reason,
+        exercise=_OPTIONS.exercise)
 
 
 def _previous(out: Path, student: Student, fingerprint: str) -> dict[str, Any] | None:
@@ -197,7 +199,7 @@ def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bo
     from grader.cases import build_suite
 
     students = discover(folder)
-    suite_digest = build_suite(options.secret).digest
+    suite_digest = build_suite(options.secret).digest + options.exercise  # another exercise: regrade
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
     todo: list[tuple[Student, str, str]] = []

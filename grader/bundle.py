@@ -16,6 +16,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from grader.exercises import Exercise
+from grader.exercises import get as get_exercise
 from grader.isolation import PROJECT_DIR
 
 GRADER_DIR = PROJECT_DIR / "grader"
@@ -104,28 +106,40 @@ def _files_for_runtime() -> dict[str, bytes]:
     return files
 
 
-def handout_files() -> dict[str, bytes]:
-    """Relative path -> content of the student kit."""
+def handout_files(exercise: str | None = None) -> dict[str, bytes]:
+    """Relative path -> content of the student kit for ``exercise``."""
+    chosen = get_exercise(exercise)
     files = _files_for_runtime()
-    files["batchnorm.py"] = _for_kit((EXERCISE_DIR / "batchnorm.py").read_bytes())
-    files["INSTRUCTIONS.md"] = _for_kit((EXERCISE_DIR / "README.md").read_bytes())
+    files["batchnorm.py"] = _for_kit(chosen.stub.read_bytes(), chosen)
+    files["INSTRUCTIONS.md"] = _for_kit(chosen.instructions.read_bytes(), chosen)
     files["README.md"] = HANDOUT_README.encode()
-    files["check.sh"] = CHECK_SCRIPT.read_bytes()
+    # The kit grades its own exercise: check.sh names it.
+    files["check.sh"] = CHECK_SCRIPT.read_bytes().replace(
+        b"-m grader grade batchnorm.py", f"-m grader grade batchnorm.py --exercise {chosen.name}".encode())
     return files
 
 
-def _for_kit(text: bytes) -> bytes:
+def _for_kit(text: bytes, chosen: Exercise) -> bytes:
     """An exercise file's text with the repository's paths replaced by the kit's."""
-    for old, new in KIT_REWRITES:
+    own = ((f"python -m grader grade {_rel(chosen.stub)} --exercise {chosen.name}".encode(), b"./check.sh"),
+           (f"python -m grader grade {_rel(chosen.stub)}".encode(), b"./check.sh"),
+           (_rel(chosen.instructions).encode(), b"INSTRUCTIONS.md"), (_rel(chosen.stub).encode(), b"batchnorm.py"))
+    for old, new in own + KIT_REWRITES:
         text = text.replace(old, new)
     return text
 
 
-def gradescope_files(secret: str) -> dict[str, bytes]:
+def _rel(path: Path) -> str:
+    return path.relative_to(PROJECT_DIR).as_posix()
+
+
+def gradescope_files(secret: str, exercise: str | None = None) -> dict[str, bytes]:
     """Relative path -> content of autograder.zip (setup.sh and run_autograder at the root)."""
+    chosen = get_exercise(exercise)
     files = _files_for_runtime()
     files["setup.sh"] = SETUP_SCRIPT.read_bytes()
-    files["run_autograder"] = RUN_AUTOGRADER.encode()
+    files["run_autograder"] = RUN_AUTOGRADER.replace("    --min-isolation uid \\\n",
+                                                     f"    --min-isolation uid --exercise {chosen.name} \\\n").encode()
     files["secret.txt"] = (secret.strip() + "\n").encode()
     return files
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 SECRET_ENV = "GRADER_SECRET"
+EXERCISE_ENV = "GRADER_EXERCISE"
 SUBMISSION_FILE = "batchnorm.py"
 
 
@@ -91,13 +92,20 @@ def _percent(text: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     from grader import __version__
+    from grader.exercises import DEFAULT as DEFAULT_EXERCISE
+    from grader.exercises import EXERCISES
     from grader.isolation import LEVELS
 
     parser = argparse.ArgumentParser(prog="python -m grader", description="Grade the BatchNorm-with-batch_stats exercise.")
     parser.add_argument("--version", action="version", version=f"bn-grader {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def exercise(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--exercise", choices=tuple(EXERCISES), default=None,
+                       help=f"which exercise (default ${EXERCISE_ENV}, else {DEFAULT_EXERCISE})")
+
     def common(p: argparse.ArgumentParser) -> None:
+        exercise(p)
         p.add_argument("--secret-file", help=f"file holding the hidden suite's secret (default: ${SECRET_ENV}; none: practice suite)")
         p.add_argument("--timeout", type=_positive(float, "--timeout"), default=60.0, help="seconds per submission (default 60)")
         p.add_argument("--memory-mb", type=_positive(int, "--memory-mb"), default=None, help="resident memory limit of a submission's processes together, MiB (default 4096)")
@@ -124,10 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     common(b)
 
     h = sub.add_parser("handout", help="build the student kit: stub, instructions, practice check")
+    exercise(h)
     h.add_argument("--out", required=True,
                    help="a folder (the kit's files go in it), or a file ending in .zip (holding one folder, batchnorm-kit/)")
 
     gs = sub.add_parser("gradescope", help="build autograder.zip for Gradescope")
+    exercise(gs)
     gs.add_argument("--secret-file", required=True, help="the hidden suite's secret (goes into the bundle)")
     gs.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
 
@@ -158,6 +168,16 @@ def _private_paths(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
+def _exercise(args: argparse.Namespace) -> str:
+    """--exercise, else $GRADER_EXERCISE, else the default exercise."""
+    from grader.exercises import DEFAULT, EXERCISES
+
+    name = getattr(args, "exercise", None) or os.environ.get(EXERCISE_ENV, "").strip() or DEFAULT
+    if name not in EXERCISES:
+        raise UsageError(f"unknown exercise {name!r} (from ${EXERCISE_ENV}); choose one of {', '.join(EXERCISES)}")
+    return name
+
+
 def _grade(args: argparse.Namespace) -> int:
     from grader.grade import grade
 
@@ -170,8 +190,8 @@ def _grade(args: argparse.Namespace) -> int:
 
             write_results(Path(args.results), _nothing_to_grade(secret, str(err)))
         raise
-    result = grade(submission, secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
-                   isolation=_level(args), hide=_private_paths(args))
+    result = grade(submission, secret, exercise=_exercise(args), timeout=args.timeout, memory_mb=args.memory_mb,
+                   workers=args.workers, isolation=_level(args), hide=_private_paths(args))
     if args.results:
         from grader.report.gradescope import write_results
 
@@ -219,7 +239,7 @@ def _examples(args: argparse.Namespace) -> int:
     for path in files:
         # The instructor's own examples (links into the project are how the
         # bundled ones are kept): followed here, unlike a student's upload.
-        result = grade(path.resolve(), secret, timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
+        result = grade(path.resolve(), secret, exercise=_exercise(args), timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
                        isolation=_level(args), hide=[folder, *_private_paths(args)])
         table.add_row(Text(clean(path.name)), f"{result.score}/{result.max_score}", Text(clean(result.diagnosis)))
     Console(highlight=False).print(table)
@@ -231,7 +251,7 @@ def _handout(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        files = handout_files()
+        files = handout_files(_exercise(args))
     except FileNotFoundError as err:
         raise UsageError(f"the handout is built from the full project, and {err.filename} is missing") from err
     if out.suffix == ".zip":
@@ -251,7 +271,7 @@ def _gradescope(args: argparse.Namespace) -> int:
     if out.suffix != ".zip":
         raise UsageError(f"--out must name a .zip file, got {args.out}")
     try:
-        files = gradescope_files(secret or "")
+        files = gradescope_files(secret or "", _exercise(args))
     except FileNotFoundError as err:
         raise UsageError(f"the bundle is built from the full project, and {err.filename} is missing") from err
     write_zip(files, out)
@@ -284,7 +304,7 @@ def _batch(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UsageError(f"cannot write to --out {out}: {err.strerror or err}") from err
     options = Options(secret, args.timeout, args.memory_mb, _level(args),
-                      [folder.resolve(), out.resolve(), *_private_paths(args)])
+                      [folder.resolve(), out.resolve(), *_private_paths(args)], _exercise(args))
     reporter = _progress_reporter(total)
     try:
         with reporter:

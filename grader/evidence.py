@@ -189,6 +189,7 @@ class Evidence:
     # a later check does not judge again what one of them charged.
     failed: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # check id -> tags it named
     models: dict[str, Any] = dataclasses.field(default_factory=dict)  # check id -> oracle model of its mistake
+    check_names: dict[str, str] = dataclasses.field(default_factory=dict)  # as the student reads them
 
     def result(self, probe: Probe) -> ProbeResult:
         return self.run.probes.get(probe.id) or ProbeResult(probe.id, {}, {}, {"type": Failure.MISSING_RESULT.value,

@@ -48,11 +48,15 @@ def grade(
     isolation: str | None = None,
     hide: list[Path] | None = None,
     note: str = "",
+    exercise: str | None = None,
 ) -> GradeResult:
     """Grade ``submission`` (a batchnorm.py, any .py, or a notebook's code cells)
     on the hidden suite for ``secret``, or on the practice suite without one.
     ``hide``: more paths the submission must not read (the secret file, where
     results go). ``note``: how the file was chosen, for the student."""
+    from grader.exercises import get
+
+    chosen = get(exercise)
     started = time.monotonic()
     notes = [note] if note else []
     try:
@@ -76,18 +80,19 @@ def grade(
     else:
         # Start the submission's processes first: their imports overlap building the suite.
         with Session(source, timeout=timeout, workers=workers or default_workers(), memory_mb=memory_mb,
-                     level=isolation, hide=[submission.parent, *(hide or [])]) as session:
+                     level=isolation, hide=[submission.parent, *(hide or [])], adapter=chosen.adapter,
+                     required=chosen.required) as session:
             # Imported only now: NumPy and the checks load while the workers import JAX.
             from grader.cases import build_suite, prepare_expectations
 
             suite = build_suite(secret)
             run = session.run(list(suite.probes), while_waiting=lambda: prepare_expectations(suite))
-    from grader.checks import CHECKS, MAX_SCORE, end_to_end, evaluate
+    from grader.checks import end_to_end, evaluate
     from grader.evidence import Evidence, compared_cases
     from grader.results import GradeResult
 
     evidence = Evidence(suite, run)
-    checks = evaluate(evidence, CHECKS)
+    checks = evaluate(evidence, chosen.checks, chosen.pitfalls)
     # What a grader that only compares init_and_apply's output would conclude.
     output_only = run.import_error is None and end_to_end(evidence).passed
     problem = ""
@@ -108,8 +113,9 @@ def grade(
     return GradeResult(
         submission=str(submission),
         score=sum(c.score for c in checks),
-        max_score=MAX_SCORE,
+        max_score=chosen.max_score,
         checks=checks,
+        exercise=chosen.name,
         suite=suite.name,
         cases=suite.case_count,
         cases_compared=compared_cases(evidence),

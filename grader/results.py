@@ -25,6 +25,7 @@ class GradeResult:
     peak_rss_mb: float = 0.0  # the submission's processes together, as sampled
     cases_compared: int = 0  # cases whose every output came back and was compared
     notes: list[str] = dataclasses.field(default_factory=list)  # how the submission was read (a notebook, say)
+    exercise: str = "batchnorm_linen"  # grader.exercises: whose checks and words
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -203,7 +203,8 @@ class _Worker:
         os.close(job_read)
         os.close(result_write)
         self._pending: queue.Queue[bytes | None] = queue.Queue()
-        self._pending.put(wire.encode({"kind": Frame.JOB.value, "path": str(session.scratch.submission), "merge": merge}))
+        self._pending.put(wire.encode({"kind": Frame.JOB.value, "path": str(session.scratch.submission), "merge": merge,
+                                       "adapter": session.adapter, "required": list(session.required)}))
         threading.Thread(target=self._feed, daemon=True).start()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -351,8 +352,11 @@ class Session:
     """A submission's processes, started early so their imports overlap our work."""
 
     def __init__(self, submission: bytes, *, timeout: float, workers: int = 2,
-                 memory_mb: int | None = None, level: str | None = None, hide: list[Path] | None = None):
+                 memory_mb: int | None = None, level: str | None = None, hide: list[Path] | None = None,
+                 adapter: str = "probes", required: tuple[str, ...] = ("MyBatchNorm", "init_and_apply")):
         self.timeout = timeout
+        self.adapter = adapter  # the exercise's worker-side module (grader.exercises.ADAPTERS)
+        self.required = required
         self.memory_bytes = (memory_mb or DEFAULT_MEMORY_MB) * 1024 * 1024
         self.probe_budget = max(3.0, timeout / 6)
         self.started = time.monotonic()

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
 
+from grader.exercises import get as get_exercise
 from grader.report.text import check_message
 from grader.results import GradeResult
 from grader.safetext import clean
@@ -49,7 +50,7 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "score": float(check.score),
             "max_score": float(check.weight),
             "status": "passed" if check.status == "passed" else "failed",
-            "output": check_message(check),
+            "output": check_message(check, get_exercise(result.exercise).pitfalls),
             "tags": [clean(t) for t in check.tags],
             "visibility": "visible",
             "output_format": TEXT_FORMAT,
@@ -77,6 +78,7 @@ def results_json(result: GradeResult) -> dict[str, Any]:
         "tests": tests,
         "extra_data": {
             "format_version": FORMAT_VERSION,
+            "exercise": result.exercise,
             "suite": clean(result.suite),
             "cases": result.cases,
             "cases_compared": result.cases_compared,

@@ -13,6 +13,7 @@ from collections import Counter
 from html import escape as _html_escape
 from typing import Any
 
+from grader.exercises import get as get_exercise
 from grader.pitfalls import PITFALLS
 from grader.safetext import clean
 
@@ -100,7 +101,9 @@ def class_report(graded: dict[str, dict[str, Any]], links: dict[str, str]) -> st
     rates = [(tag, counts[tag] / n) for tag, _ in counts.most_common()] if n else []
     mean = sum(scores) / n if n else 0.0
     full = sum(1 for s in scores if s >= 100)
-    sentences = "".join(f"<li>{rate:.0%} {escape(PITFALLS[tag].title) if tag in PITFALLS else escape(tag)} "
+    exercises = {d.get("extra_data", {}).get("exercise") for d in graded.values()}
+    pitfalls = get_exercise(exercises.pop()).pitfalls if len(exercises) == 1 and None not in exercises else PITFALLS
+    sentences = "".join(f"<li>{rate:.0%} {escape(pitfalls[tag].title) if tag in pitfalls else escape(tag)} "
                         f'(<span class="tag">{escape(tag)}</span>)</li>' for tag, rate in rates)
     rows = []
     for student_id in sorted(graded):

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from grader.report.gradescope import write_atomically
+from grader.exercises import get as get_exercise
 from grader.report.text import check_message
 from grader.results import GradeResult
 from grader.safetext import REPLACEMENT, clean
@@ -105,7 +106,7 @@ def junit_xml(result: GradeResult, *, timestamp: datetime | None = None, hostnam
             "classname": f"{SUITE_NAME}.{check.id}",
             "time": "0",
         })
-        message = check_message(check)
+        message = check_message(check, get_exercise(result.exercise).pitfalls)
         detail = f"{message}\nScore: {score}" if message else f"Score: {score}"
         kind = "error" if check.status == "skipped" and problem else check.status
         summary.append(f"[{kind} {score}] {xml_token(check.name)}")

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from grader.exercises import get as get_exercise
 from grader.report.text import check_message
 from grader.results import GradeResult
 from grader.safetext import clean
@@ -62,7 +63,7 @@ def print_report(result: GradeResult, console: Console | None = None) -> None:
                       _text(", ".join(c.tags)))
     console.print(table)
     for c in result.checks:
-        message = check_message(c)
+        message = check_message(c, get_exercise(result.exercise).pitfalls)
         if c.status == "passed" and not message:
             continue
         if c.status == "skipped" and "the submission could not be loaded" in c.observed:

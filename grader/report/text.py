@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from grader.checks import CheckResult
-from grader.pitfalls import PITFALLS
+from collections.abc import Mapping
+
+from grader.pitfalls import PITFALLS, Pitfall
 from grader.safetext import clean
 
 
-def check_message(check: CheckResult) -> str:
+def check_message(check: CheckResult, pitfalls: Mapping[str, Pitfall] = PITFALLS) -> str:
     """The feedback of one check, for a student (never holds hidden values).
 
     Observed texts and notes may quote the submission (its exception messages,
@@ -23,7 +25,7 @@ def check_message(check: CheckResult) -> str:
     if check.observed:
         lines.append(f"Observed: {check.observed}.")
     for tag in check.tags:
-        pitfall = PITFALLS[tag]
+        pitfall = pitfalls[tag]
         lines.append(f"Likely mistake [{tag}]: {pitfall.title}. {pitfall.why}")
         lines.append(f"Hint: {pitfall.hint}")
     if not check.tags:

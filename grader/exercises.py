@@ -1,0 +1,132 @@
+"""The exercises the engine grades, one entry each.
+
+An exercise names its student-facing files (stub, instructions, reference), the
+worker-side module that runs the student's code and reports plain arrays (its
+*adapter*: the same probes and output keys for every BatchNorm, whatever the
+framework), its checks table and the words of its pitfalls. Everything else
+(cases, sandbox, wire, evidence, oracle, diagnosis, reports, batch, bundles) is
+shared. Adding an exercise: its files, an adapter module in ``grader/``, and one
+entry in :data:`EXERCISES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+
+from grader.pitfalls import PITFALLS, Pitfall
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT = "batchnorm_linen"
+# Worker-side modules an exercise may name (the worker imports only these).
+ADAPTERS = ("probes", "probes_nnx")
+
+
+@dataclasses.dataclass(frozen=True)
+class Exercise:
+    name: str
+    title: str
+    stub: Path  # what the student fills in; handed out as batchnorm.py
+    instructions: Path  # handed out as INSTRUCTIONS.md
+    reference: Path  # never handed out
+    adapter: str  # grader/<adapter>.py runs the student's code in the worker
+    required: tuple[str, ...]  # names the submission must define
+    checks_table: str  # "module:attribute" of its tuple of checks (loaded when grading)
+    pitfalls: Mapping[str, Pitfall]  # the tags it can name, in its own words
+
+    @property
+    def checks(self) -> tuple:  # tuple[Check, ...]; imported late: the CLI starts without NumPy
+        module, attribute = self.checks_table.split(":")
+        return getattr(__import__(module, fromlist=[attribute]), attribute)
+
+    @property
+    def max_score(self) -> int:
+        return sum(c.weight for c in self.checks)
+
+
+def _nnx_pitfalls() -> dict[str, Pitfall]:
+    """Linen's pitfalls that NNX can show, in NNX's words, plus NNX's own."""
+    linen_only = {"init_updates_stats", "apply_not_mutable"}  # no init pass, no `mutable` in NNX
+    words = {tag: p for tag, p in PITFALLS.items() if tag not in linen_only}
+    replace = {
+        "eval_updates_stats": ("After model.eval() the layer is being evaluated: the running statistics must "
+                               "come out exactly as they went in.",
+                               "Write to the BatchStat variables only when not self.use_running_average."),
+        "eval_uses_batch_stats": ("In eval mode a prediction must not depend on the other examples in the batch: "
+                                  "normalize with running_mean/running_var instead.",
+                                  "When self.use_running_average is true, read self.running_mean[...] and "
+                                  "self.running_var[...], not the batch's mean and variance."),
+        "train_skips_update": ("The running statistics are what eval mode uses; if training never writes them, "
+                               "a trained model evaluates with zeros and ones.",
+                               "Assign into the variable: self.running_mean[...] = new (binding a local name, "
+                               "or the attribute to a plain array, is not enough)."),
+        "stats_not_in_batch_stats": ("An optimizer over nnx.Param trains every Param: running statistics declared "
+                                     "as Param get gradients and drift; nnx.BatchStat is the state no optimizer "
+                                     "touches and nnx.split(model, nnx.Param, nnx.BatchStat) separates.",
+                                     "Declare running_mean/running_var as nnx.BatchStat(...)."),
+        "wrong_variable_names": ("Checkpoints, optimizers and the exercise's tests find variables by attribute "
+                                 "name: nnx.Param gamma/beta and nnx.BatchStat running_mean/running_var. (The "
+                                 "grader found yours by what their names suggest and compared their values.)",
+                                 "Use exactly those attribute names."),
+        "flag_ignored": ("The flag arrives as a float, 0.0 or 1.0: model.eval() for 1.0 and model.train() "
+                         "for 0.0 set use_running_average on every layer of the model.",
+                         "Call model.eval() or model.train() as the flag says before the call."),
+        "seed_not_cast": ("nnx.Rngs needs an integer seed (or a key); the exercise passes a float.",
+                          "Build nnx.Rngs(int(seed))."),
+        "momentum_value": ("The update is running = momentum * running + (1 - momentum) * batch with momentum = "
+                           "0.9. nnx.BatchNorm defaults to 0.99: copying its default makes the statistics lag.",
+                           "Check the momentum your module stores and uses."),
+    }
+    for tag, (why, hint) in replace.items():
+        words[tag] = dataclasses.replace(words[tag], why=why, hint=hint)
+    words["plain_jax_jit"] = Pitfall(
+        "plain_jax_jit",
+        "a stateful NNX call runs under a plain jax.jit",
+        "jax.jit traces a pure function: a BatchStat update made inside it from outside its trace raises "
+        "TraceContextError ('Cannot mutate BatchStat from a different trace level'). nnx.jit carries the "
+        "module's state in and out of the trace.",
+        "Decorate the step with nnx.jit (or split the model into state and graphdef and merge it inside "
+        "a jax.jit yourself).",
+    )
+    return words
+
+
+EXERCISES: dict[str, Exercise] = {
+    "batchnorm_linen": Exercise(
+        name="batchnorm_linen",
+        title="BatchNorm with mutable batch_stats (flax.linen)",
+        stub=PROJECT / "exercise" / "batchnorm.py",
+        instructions=PROJECT / "exercise" / "README.md",
+        reference=PROJECT / "solution" / "batchnorm.py",
+        adapter="probes",
+        required=("MyBatchNorm", "init_and_apply"),
+        checks_table="grader.checks:CHECKS",
+        pitfalls=PITFALLS,
+    ),
+    "batchnorm_nnx": Exercise(
+        name="batchnorm_nnx",
+        title="BatchNorm with nnx.BatchStat (flax.nnx)",
+        stub=PROJECT / "exercise" / "nnx" / "batchnorm.py",
+        instructions=PROJECT / "exercise" / "nnx" / "README.md",
+        reference=PROJECT / "solution" / "nnx" / "batchnorm.py",
+        adapter="probes_nnx",
+        required=("MyBatchNorm", "init_and_apply"),
+        checks_table="grader.checks:NNX_CHECKS",
+        pitfalls=_nnx_pitfalls(),
+    ),
+}
+
+
+class UnknownExercise(ValueError):
+    pass
+
+
+@functools.cache
+def get(name: str | None = None) -> Exercise:
+    """The exercise called ``name`` (the default one without a name)."""
+    try:
+        return EXERCISES[name or DEFAULT]
+    except KeyError:
+        raise UnknownExercise(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)}") from None
