@@ -81,6 +81,9 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
     }
     for tag, (why, hint) in replace.items():
         words[tag] = dataclasses.replace(words[tag], why=why, hint=hint)
+    for tag, pitfall in words.items():  # the rest speak of Flax in general
+        words[tag] = dataclasses.replace(pitfall, why=pitfall.why.replace("flax.linen.BatchNorm", "Flax's BatchNorm"),
+                                         hint=pitfall.hint.replace("flax.linen.BatchNorm", "Flax's BatchNorm"))
     words["plain_jax_jit"] = Pitfall(
         "plain_jax_jit",
         "a stateful NNX call runs under a plain jax.jit",

@@ -1,0 +1,73 @@
+"""The exercise registry: one engine, several exercises, each its own checks and words."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from grader import exercises
+from grader.checks import CHECKS, Check
+from grader.exercises import EXERCISES, Exercise, get
+from grader.grade import grade
+from grader.pitfalls import PITFALLS
+from tests.conftest import ROOT, SUBMISSIONS, TEST_SECRET
+
+# A third exercise, defined here and nowhere else: only the training output counts.
+TINY_CHECKS: tuple[Check, ...] = tuple(
+    dataclasses.replace(c, weight={"train_output": 100}.get(c.id, 0), depends=("module_runs",) if c.depends else ())
+    for c in CHECKS if c.id in ("module_runs", "train_output"))
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> str:
+    linen = EXERCISES["batchnorm_linen"]
+    entry = dataclasses.replace(linen, name="tiny", title="Training output only",
+                                checks_table="tests.test_exercises:TINY_CHECKS",
+                                pitfalls={t: PITFALLS[t] for t in ("eps_misplaced", "stats_over_features")})
+    monkeypatch.setitem(EXERCISES, "tiny", entry)
+    get.cache_clear()
+    yield "tiny"
+    get.cache_clear()
+
+
+@pytest.mark.slow
+def test_an_exercise_defined_in_one_entry_grades_with_its_own_checks_and_words(tiny):
+    ok = grade(ROOT / "solution" / "batchnorm.py", TEST_SECRET, exercise=tiny, isolation="process")
+    assert (ok.score, ok.max_score, ok.exercise) == (100, 100, "tiny")
+    assert [c.id for c in ok.checks] == ["module_runs", "train_output"]
+    # Its table has no init guard: a module without one is right here.
+    assert grade(SUBMISSIONS / "wrong" / "init_no_guard.py", TEST_SECRET, exercise=tiny, isolation="process").score == 100
+    wrong = grade(SUBMISSIONS / "wrong" / "eps_missing.py", TEST_SECRET, exercise=tiny, isolation="process")
+    assert wrong.score == 0 and wrong.tags == ("eps_misplaced",)
+    # A tag the exercise does not know is never given, even when a model reproduces it.
+    affine = grade(SUBMISSIONS / "wrong" / "affine_swapped.py", TEST_SECRET, exercise=tiny, isolation="process")
+    assert affine.score == 0 and affine.tags == ()
+
+
+def test_every_exercise_is_complete():
+    for exercise in EXERCISES.values():
+        assert isinstance(exercise, Exercise)
+        assert exercise.max_score == 100
+        assert exercise.adapter in exercises.ADAPTERS
+        assert (ROOT / "grader" / f"{exercise.adapter}.py").is_file()
+        for path in (exercise.stub, exercise.instructions, exercise.reference):
+            assert path.is_file(), path
+        ids = [c.id for c in exercise.checks]
+        assert len(ids) == len(set(ids))
+        for check in exercise.checks:
+            assert set(check.depends) <= set(ids[: ids.index(check.id)])
+
+
+def test_nnx_words_never_point_at_linen_apis():
+    linen_words = re.compile(r"is_initializing|mutable|\.value\b|self\.variable|flax\.linen|apply\(")
+    for tag, pitfall in get("batchnorm_nnx").pitfalls.items():
+        assert not linen_words.search(pitfall.why + " " + pitfall.hint), tag
+    names = " ".join(c.name + " " + c.expected for c in get("batchnorm_nnx").checks)
+    assert "batch_stats" not in names and "nnx.BatchStat" in names
+
+
+def test_unknown_exercise_is_refused_with_the_choices():
+    with pytest.raises(exercises.UnknownExercise, match="batchnorm_linen, batchnorm_nnx"):
+        get("batchnorm_pytorch")
