@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUBMISSION ?=
 
-.PHONY: grade test bench clean
+.PHONY: grade test bench mutants clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py
+
+# Every mutant of the reference: classified by behaviour, graded, report in build/.
+mutants: $(STAMP)
+	$(PY) bench/mutants.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
