@@ -1,0 +1,48 @@
+# pitfall: stats_not_variables
+"""The update assigns the attribute (self.running_mean = new) instead of writing into
+the variable (self.running_mean[...] = new): the first training call replaces each
+BatchStat by a bare array. The values are right, but from then on the statistics are
+no Variables: nnx.split(model, nnx.Param, nnx.BatchStat) refuses the model, and
+nnx.state(model, nnx.BatchStat) no longer holds them (a checkpoint of the batch stats
+would miss them)."""
+
+import jax.numpy as jnp
+from flax import nnx
+
+
+class MyBatchNorm(nnx.Module):
+    def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, rngs: nnx.Rngs):
+        self.gamma = nnx.Param(jnp.ones((num_features,)))
+        self.beta = nnx.Param(jnp.zeros((num_features,)))
+        self.running_mean = nnx.BatchStat(jnp.zeros((num_features,)))
+        self.running_var = nnx.BatchStat(jnp.ones((num_features,)))
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.use_running_average = False
+
+    def __call__(self, x):
+        m = self.momentum
+        old_mean = jnp.asarray(self.running_mean[...])
+        old_var = jnp.asarray(self.running_var[...])
+        if self.use_running_average:
+            mean, var = old_mean, old_var
+        else:
+            mean = jnp.mean(x, axis=0)
+            var = jnp.mean((x - mean) ** 2, axis=0)
+            self.running_mean = m * old_mean + (1 - m) * mean  # rebinds the attribute
+            self.running_var = m * old_var + (1 - m) * var
+        return self.gamma[...] * (x - mean) / jnp.sqrt(var + self.epsilon) + self.beta[...]
+
+
+@nnx.jit
+def forward(model, x):
+    return model(x)
+
+
+def init_and_apply(seed, x, use_running_average):
+    model = MyBatchNorm(x.shape[-1], rngs=nnx.Rngs(int(seed)))
+    if use_running_average:
+        model.eval()
+    else:
+        model.train()
+    return forward(model, x).reshape(-1)
