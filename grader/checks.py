@@ -144,9 +144,9 @@ def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[
 
 
 def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], tags: tuple[str, ...], expected: str,
-                      group: Callable[[Item], str] | None = None) -> Outcome:
+                      group: Callable[[Item], str] | None = None, extra: list[Item] | None = None) -> Outcome:
     complete, errors, square_ok = _complete(ev)
-    items: list[Item] = []
+    items: list[Item] = list(extra or [])
     for traj in complete:
         try:
             items += build(traj)
@@ -353,11 +353,13 @@ def _pooled_when_all(tol: np.ndarray) -> Callable[[Variant], np.ndarray]:
 
 
 def _finite_state(traj: Trajectory, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Scored cases whose running statistics after ``prefix`` are finite, as a mask
-    over all cases and over the scored ones. A check that starts from the module's
-    own state skips the others: they were charged where the state became NaN."""
+    """Scored cases whose running statistics after ``prefix`` are finite (and the
+    variance not negative), as a mask over all cases and over the scored ones. A
+    check that starts from the module's own state skips the others: they were
+    charged where the state went wrong, and no output from them can be right."""
     mean, var = traj.state(prefix)
-    finite = np.isfinite(mean).all(axis=-1) & np.isfinite(var).all(axis=-1)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(mean).all(axis=-1) & np.isfinite(var).all(axis=-1) & (var >= 0).all(axis=-1)
     sel = traj.scored & finite
     if not sel.any():
         return None
@@ -448,8 +450,38 @@ def running_update(ev: Evidence) -> Outcome:
         return items
 
     # The mean and the variance are diagnosed apart: a mistake in one update only
-    # (the variance's divisor, a forgotten assignment) is named too.
-    return _run_module_items(ev, build, UPDATE_TAGS, expected, group=lambda item: item.label.split(" ", 1)[0])
+    # (the variance's divisor, a forgotten assignment) is named too. The updates
+    # from grader-chosen statistics count as well: from a fresh module's zeros and
+    # ones, some wrong updates look like none at all.
+    return _run_module_items(ev, build, UPDATE_TAGS, expected, group=lambda item: item.label.split(" ", 1)[0],
+                             extra=_updates_from_given_state(ev))
+
+
+def _updates_from_given_state(ev: Evidence) -> list[Item]:
+    """The training updates of the trained-state probe, as running_update items
+    (none where that probe failed: the trained-state check says why)."""
+    items = []
+    for probe in ev.suite.module_probes("state"):
+        result = ev.result(probe)
+        k = returned_cases(result, len(probe.arrays["x"]))
+        if result.error is not None or not k:
+            continue
+        x, g, b, rm, rv = (probe.arrays[n][:k].astype(np.float64) for n in ("x", "gamma", "beta", "running_mean", "running_var"))
+        label = f"{x.shape[1]}x{x.shape[2]}"
+        roles = role_names(sorted(key.split("/", 1)[1] for key in result.arrays if key.startswith("train/")))
+        for which, tol in zip(("mean", "var"), stats_tolerance(x, rm, rv)):
+            name = roles.get(f"running_{which}")
+            if name is None:
+                continue
+            try:
+                got = take(result.arrays, f"train/{name}", (k, x.shape[2]), "", squeeze=True)
+            except Malformed:
+                continue
+            items.append(Item(f"running_{which} after training from given statistics on {label}", got,
+                              lambda v, x=x, g=g, b=b, rm=rm, rv=rv, which=which: getattr(
+                                  oracle.step(x, g, b, rm, rv, True, v, output=False), f"running_{which}"),
+                              _pooled_when_all(tol)))
+    return items
 
 
 def eval_output(ev: Evidence) -> Outcome:
@@ -769,7 +801,8 @@ def flow(ev: Evidence) -> Outcome:
         if other_y is not None and _close(got, other_y):
             tags.append("flag_ignored")
             problems.append(f"{where}: the output is the {other}-mode one")
-        elif np.allclose(np.sort(got), np.sort(want), rtol=1e-5, atol=1e-5, equal_nan=True):
+        elif np.isfinite(got).all() and np.isfinite(want).all() and np.allclose(np.sort(got), np.sort(want),
+                                                                                 rtol=1e-5, atol=1e-5):
             tags.append("output_not_flat")
             problems.append(f"{where}: the right values in another order (flatten the (N, D) output row by row)")
         else:

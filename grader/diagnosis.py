@@ -172,6 +172,8 @@ def _fitted(items: Sequence[Item], tags: Sequence[str]) -> tuple[list[tuple[str,
             if weights is None or not _matches(items, variant := Variant(update_weights=weights), loose=True):
                 continue
             keep, take, constant = weights
+            if abs(take) < 0.05:  # the batch statistic hardly reaches it: a rule about something else
+                continue
             if not with_constant and abs(keep + take - 1.0) < 1e-4:
                 return [("momentum_value", variant)], f"it moves as momentum = {keep:.3g} would"
             if "update_weights" in tags:
