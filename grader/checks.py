@@ -203,8 +203,18 @@ def variables(ev: Evidence) -> Outcome:
     elif not any(n.startswith("batch_stats/") for n in names):
         tags.append("stats_not_in_batch_stats")
         problems.append("there is no batch_stats collection")
+    bare = [n for n in names if n.startswith("array/")] + _rebound(good[0])
+    if bare:  # NNX: running statistics held (or left, after a call) as plain arrays
+        tags.append("stats_not_variables")
+        problems.append(f"{', '.join(bare)} {'is a' if len(bare) == 1 else 'are'} plain array"
+                        f"{'' if len(bare) == 1 else 's'}, not nnx.BatchStat (assigned with `self.x = ...` "
+                        "instead of `self.x[...] = ...`?)")
+        misplaced = [n for n in misplaced if not n.startswith("array/")]
+        if not misplaced:
+            tags = [t for t in tags if t != "stats_not_in_batch_stats"]
+            problems = [p for p in problems if not p.startswith("running statistics found as")]
     missing = [n for n in wanted if n not in names]
-    if missing and not misplaced:
+    if missing and not misplaced and not bare:
         tags.append("wrong_variable_names")
         problems.append(f"found {', '.join(names) or 'no variables'}")
     extra = [n for n in names if n not in wanted]
@@ -218,6 +228,14 @@ def variables(ev: Evidence) -> Outcome:
     if problems:
         return Outcome(False, expected, "; ".join(problems), tuple(dict.fromkeys(tags)))
     return Outcome(True, expected, notes=tuple(notes))
+
+
+def _rebound(traj: Trajectory) -> list[str]:
+    """Variables that stop being variables after a training call: reported under
+    array/ (by the NNX worker) once `self.x = array` replaced the BatchStat."""
+    after = {k.split("/", 1)[1] for k in traj.result.arrays if k.startswith("train0/array/")}
+    return [f"{name} (after a training call)" for name in traj.names("init")
+            if name.startswith("batch_stats/") and f"array/{name.split('/', 1)[1]}" in after]
 
 
 def _shape_problem(good: list[Trajectory]) -> str:

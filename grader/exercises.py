@@ -60,8 +60,8 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
                                   "self.running_var[...], not the batch's mean and variance."),
         "train_skips_update": ("The running statistics are what eval mode uses; if training never writes them, "
                                "a trained model evaluates with zeros and ones.",
-                               "Assign into the variable: self.running_mean[...] = new (binding a local name, "
-                               "or the attribute to a plain array, is not enough)."),
+                               "Assign into the variable: self.running_mean[...] = new (binding a local name "
+                               "is not enough)."),
         "stats_not_in_batch_stats": ("An optimizer over nnx.Param trains every Param: running statistics declared "
                                      "as Param get gradients and drift; nnx.BatchStat is the state no optimizer "
                                      "touches and nnx.split(model, nnx.Param, nnx.BatchStat) separates.",
@@ -84,6 +84,15 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
     for tag, pitfall in words.items():  # the rest speak of Flax in general
         words[tag] = dataclasses.replace(pitfall, why=pitfall.why.replace("flax.linen.BatchNorm", "Flax's BatchNorm"),
                                          hint=pitfall.hint.replace("flax.linen.BatchNorm", "Flax's BatchNorm"))
+    words["stats_not_variables"] = Pitfall(
+        "stats_not_variables",
+        "running statistics are plain arrays, not nnx.BatchStat",
+        "NNX finds state by Variable type: nnx.split(model, nnx.Param, nnx.BatchStat), nnx.state and "
+        "optimizers see a BatchStat, never a bare array. `self.running_mean = new` replaces the Variable "
+        "with an array: the values may look right, but the model can no longer be split into params and "
+        "batch statistics.",
+        "Declare nnx.BatchStat(...) in __init__ and update in place: self.running_mean[...] = new.",
+    )
     words["plain_jax_jit"] = Pitfall(
         "plain_jax_jit",
         "a stateful NNX call runs under a plain jax.jit",

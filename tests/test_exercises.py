@@ -71,3 +71,16 @@ def test_nnx_words_never_point_at_linen_apis():
 def test_unknown_exercise_is_refused_with_the_choices():
     with pytest.raises(exercises.UnknownExercise, match="batchnorm_linen, batchnorm_nnx"):
         get("batchnorm_pytorch")
+
+
+def test_the_nnx_kit_and_bundle_grade_their_own_exercise():
+    from grader.bundle import gradescope_files, handout_files
+
+    kit = handout_files("batchnorm_nnx")
+    assert kit["batchnorm.py"] != handout_files()["batchnorm.py"]
+    assert b"nnx" in kit["batchnorm.py"] and b"--exercise batchnorm_nnx" in kit["check.sh"]
+    reference = (ROOT / "solution" / "nnx" / "batchnorm.py").read_bytes()
+    assert all(reference not in content for content in kit.values())
+    assert b"exercise/nnx" not in kit["INSTRUCTIONS.md"] + kit["batchnorm.py"]
+    bundle = gradescope_files("s3cret", "batchnorm_nnx")
+    assert b"--exercise batchnorm_nnx" in bundle["run_autograder"]
