@@ -79,7 +79,7 @@ TRAIN_TAGS = ("stats_over_features", "unbiased_variance", "eps_misplaced", "trai
               "variance_not_clipped", "variance_uncentered", "std_misused", "not_centered")
 UPDATE_TAGS = ("momentum_reversed", "momentum_value", "train_skips_update", "unbiased_variance", "ema_debiased",
                "ema_first_overwrite", "variance_uncentered", "stats_over_features", "update_weights")
-EVAL_TAGS = ("eval_uses_batch_stats", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance",
+EVAL_TAGS = ("eval_uses_batch_stats", "running_stats_crossed", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance",
              "variance_uncentered", "std_misused", "not_centered")
 FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "momentum_value", "unbiased_variance", "eval_uses_batch_stats")
 ALL_TAGS = tuple(PITFALLS)
@@ -343,6 +343,10 @@ def _output_tol(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, rv:
                 except ValueError:  # the model has no statistics to store: it cannot match anyway
                     new = oracle.Step(np.empty(0), rm, rv)
                 cache[key] = output_tolerance(x, scale, b, new.running_mean, new.running_var, eps=v.eps, **shape)
+            elif source in ("crossed", "mean_twice", "var_twice"):
+                mean = rv if source in ("crossed", "var_twice") else rm
+                var = rm if source in ("crossed", "mean_twice") else rv
+                cache[key] = output_tolerance(x, scale, b, mean, var, eps=v.eps, **shape)
             else:
                 cache[key] = output_tolerance(x, scale, b, rm, rv, eps=v.eps, **shape)
         return cache[key]

@@ -49,8 +49,8 @@ def output_tolerance(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     x = np.asarray(x, np.float64)
     mean, var = np.asarray(mean, np.float64), np.asarray(var, np.float64)
     with np.errstate(divide="ignore"):
-        if eps == "inside":
-            scale = np.sqrt(np.abs(var) + EPS)
+        if eps == "inside":  # |var + eps|: a model may normalize with a (slightly) negative "variance"
+            scale = np.sqrt(np.abs(var + EPS))
         elif eps == "outside":
             scale = np.sqrt(np.abs(var)) + EPS
         else:

@@ -30,7 +30,9 @@ class Variant:
     update_ddof: int = 0
     eps: Literal["inside", "outside", "none"] = "inside"
     train_stats: Literal["batch", "running_old", "running_new"] = "batch"
-    eval_stats: Literal["running", "batch"] = "running"
+    # crossed: mean and variance read from each other's running statistic; the
+    # *_twice ones read one of them for both
+    eval_stats: Literal["running", "batch", "crossed", "mean_twice", "var_twice"] = "running"
     update_in_train: bool = True
     update_in_eval: bool = False
     momentum_reversed: bool = False
@@ -204,6 +206,9 @@ def step(
     source = variant.train_stats if train else variant.eval_stats
     if source in ("running", "running_old"):
         mean, var = old_mean[..., None, :], old_var[..., None, :]
+    elif source in ("crossed", "mean_twice", "var_twice"):
+        mean = (old_var if source in ("crossed", "var_twice") else old_mean)[..., None, :]
+        var = (old_mean if source in ("crossed", "mean_twice") else old_var)[..., None, :]
     elif source == "running_new":
         mean, var = new_mean[..., None, :], new_var[..., None, :]
     else:

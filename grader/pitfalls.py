@@ -61,6 +61,14 @@ _ALL = (
         "`.value`, not with the batch's mean and variance.",
     ),
     Pitfall(
+        "running_stats_crossed",
+        "eval mode reads the running mean and variance crossed",
+        "Eval normalizes with running_mean as the mean and running_var as the variance; "
+        "reading one for the other (or one of them twice) looks right with a fresh "
+        "module's zeros and ones only by luck of the numbers, never after training.",
+        "Check which running statistic each of mean and var is read from in eval mode.",
+    ),
+    Pitfall(
         "train_uses_running_stats",
         "training mode normalizes with the running statistics",
         "During training the layer normalizes with the current batch's mean and "
