@@ -76,11 +76,11 @@ class CheckResult:
 # --- shared helpers ----------------------------------------------------------------
 
 TRAIN_TAGS = ("stats_over_features", "unbiased_variance", "eps_misplaced", "train_uses_running_stats", "affine_misapplied",
-              "variance_not_clipped", "variance_uncentered", "std_misused", "not_centered")
+              "variance_not_clipped", "variance_wrong", "std_misused", "not_centered")
 UPDATE_TAGS = ("momentum_reversed", "momentum_value", "train_skips_update", "unbiased_variance", "ema_debiased",
-               "ema_first_overwrite", "variance_uncentered", "stats_over_features", "update_weights")
+               "ema_first_overwrite", "variance_wrong", "stats_over_features", "update_weights")
 EVAL_TAGS = ("eval_uses_batch_stats", "running_stats_crossed", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance",
-             "variance_uncentered", "std_misused", "not_centered")
+             "variance_wrong", "std_misused", "not_centered")
 FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "momentum_value", "unbiased_variance", "eval_uses_batch_stats")
 ALL_TAGS = tuple(PITFALLS)
 
@@ -371,7 +371,7 @@ def _pooled_when_all(tol: np.ndarray) -> Callable[[Variant], np.ndarray]:
     """A statistic's tolerance under a model: one over every element (no axis)
     rounds like the largest feature, so each feature gets the largest tolerance."""
     pooled = np.broadcast_to(tol.max(axis=-1, keepdims=True), tol.shape)
-    return lambda v: pooled if v.axis == "all" else tol
+    return lambda v: pooled if v.axis == "all" or v.variance == "pooled" else tol
 
 
 def _finite_state(traj: Trajectory, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -717,6 +717,11 @@ def _flow_error_tags(err: dict[str, str]) -> tuple[str, ...]:
     text = f"{err['type']} {err['message']}".lower()
     if "tracecontexterror" in text or "different trace level" in text:
         return ("plain_jax_jit",)  # NNX state mutated under a plain jax.jit
+    if "cannot reshape" in text:
+        return ("output_not_flat",)
+    if "scopecollectionnotfound" in text or "scopeparamnotfound" in text or (
+            err["type"] == "KeyError" and ("params" in text or "batch_stat" in text)):
+        return ("flow_collections",)
     if err["type"] == "type" and "init_and_apply's result" in text:
         return ("output_not_flat",)
     if any(w in text for w in _MUTABLE_WORDS) or any(w in text for w in _UNPACK_WORDS):
@@ -801,7 +806,7 @@ def flow(ev: Evidence) -> Outcome:
         judged.add(mode)
         result = ev.result(probe)
         if result.error is not None:
-            tags += _flow_error_tags(result.error) or _missing_collection(ev, result.error)
+            tags += _missing_collection(ev, result.error) or _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
             continue
         if _calls_missing_mutable(result.meta) and not flag:
@@ -861,7 +866,7 @@ def end_to_end(ev: Evidence) -> Outcome:
             continue
         if result.error is not None:
             return Outcome(False, expected, f"{where}: raised {result.error['type']}: {result.error['message']}",
-                           _flow_error_tags(result.error) or _missing_collection(ev, result.error))
+                           _missing_collection(ev, result.error) or _flow_error_tags(result.error))
         x = probe.arrays["x"][None].astype(np.float64)
         ones, zeros = np.ones((1, d)), np.zeros((1, d))
         truth = {mode: oracle.step(x, ones, zeros, zeros, ones, train=mode == "train").y for mode in ("train", "eval")}

@@ -48,7 +48,8 @@ class Exercise:
 
 def _nnx_pitfalls() -> dict[str, Pitfall]:
     """Linen's pitfalls that NNX can show, in NNX's words, plus NNX's own."""
-    linen_only = {"init_updates_stats", "apply_not_mutable"}  # no init pass, no `mutable` in NNX
+    linen_only = {"init_updates_stats", "apply_not_mutable", "flow_collections"}  # no init pass, no `mutable`,
+    # no collections dict in NNX
     words = {tag: p for tag, p in PITFALLS.items() if tag not in linen_only}
     replace = {
         "eval_updates_stats": ("After model.eval() the layer is being evaluated: the running statistics must "

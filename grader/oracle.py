@@ -51,7 +51,9 @@ class Variant:
     # "unclipped": the one-pass E[x^2] - E[x]^2 in float32 without max(., 0): where it
     # cancels (|mean| >> std, e.g. a constant feature) it may come out negative, and
     # the output is NaN there or the contract's value (the model allows either).
-    variance: Literal["clipped", "unclipped", "uncentered"] = "clipped"  # uncentered: mean(x^2), no "- mean"
+    # Other things than mean((x - mean)^2) over the batch: mean(x^2) ("uncentered"),
+    # mean((x + mean)^2), or one variance pooled over every element ("pooled").
+    variance: Literal["clipped", "unclipped", "uncentered", "plus_mean", "pooled"] = "clipped"
 
     def differs_in(self) -> set[str]:
         return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(CONTRACT, f.name)}
@@ -152,12 +154,18 @@ def step(
     x, gamma, beta = _f64(x), _f64(gamma), _f64(beta)
     old_mean, old_var = _f64(running_mean), _f64(running_var)
 
-    if variant.axis == "batch" and variant.variance == "uncentered":
+    if variant.axis == "batch" and variant.variance in ("uncentered", "plus_mean", "pooled"):
         batch_mean = x.mean(axis=-2)
+        mean_row = batch_mean[..., None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
-            batch_var = np.square(x).sum(axis=-2) / (x.shape[-2] - variant.norm_ddof)
-            upd_mean, upd_var = batch_mean, np.square(x).sum(axis=-2) / (x.shape[-2] - variant.update_ddof)
-        batch_mean, batch_var = batch_mean[..., None, :], batch_var[..., None, :]
+            squares = {"uncentered": np.square(x), "plus_mean": np.square(x + mean_row),
+                       "pooled": np.square(x - mean_row)}[variant.variance]
+            total = squares.sum(axis=-2)
+            if variant.variance == "pooled":  # one number for all features
+                total = np.broadcast_to(total.sum(axis=-1, keepdims=True) / x.shape[-1], total.shape)
+            batch_var = total / (x.shape[-2] - variant.norm_ddof)
+            upd_mean, upd_var = batch_mean, total / (x.shape[-2] - variant.update_ddof)
+        batch_mean, batch_var = mean_row, batch_var[..., None, :]
     elif variant.axis == "batch":
         batch_mean, batch_var = batch_moments(source, variant.norm_ddof)
         upd_mean, upd_var = batch_moments(source, variant.update_ddof)

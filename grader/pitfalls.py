@@ -159,6 +159,14 @@ _ALL = (
         "Pass bool(use_running_average) to apply.",
     ),
     Pitfall(
+        "flow_collections",
+        "init_and_apply hands apply other collections than init made",
+        "init returns {'params': ..., 'batch_stats': ...}, and apply needs both under those "
+        "names: a typo or a swap makes Flax look for a collection or parameter that is not there.",
+        "Split with variables['params'] and variables['batch_stats'], and pass "
+        "{'params': params, 'batch_stats': batch_stats} to apply.",
+    ),
+    Pitfall(
         "seed_not_cast",
         "the float seed goes to the PRNG unconverted",
         "jax.random.PRNGKey(3.0) raises TypeError: a PRNG seed must be an integer.",
@@ -216,11 +224,12 @@ _ALL = (
         "Subtract the mean you normalize with: (x - mean) / sqrt(var + eps).",
     ),
     Pitfall(
-        "variance_uncentered",
-        "the variance is taken of x, not of x - mean",
-        "The variance is the mean of squared deviations from the mean; mean(x^2) is "
-        "the variance plus mean^2, so every feature with a non-zero mean is squashed.",
-        "Subtract the batch mean before squaring: mean((x - mean)^2).",
+        "variance_wrong",
+        "the variance is not the mean of (x - mean)^2 over the batch",
+        "The variance is the mean of squared deviations from the mean, per feature: mean(x^2) is the "
+        "variance plus mean^2, mean((x + mean)^2) measures something else, and one number over every "
+        "element mixes the features.",
+        "Compute jnp.mean(jnp.square(x - mean), axis=0) (or jnp.var(x, axis=0)).",
     ),
     Pitfall(
         "ema_debiased",
