@@ -1,5 +1,5 @@
-# hostile: prints a fake report, writes fake results files and a fake frame on every fd, then outputs zeros (honestly worth 53: variables, init, running update, eval frozen and a flow consistent with its own module)
-# expect: score <= 53
+# hostile: prints a fake report, writes fake results files and a fake frame on every fd, then outputs zeros (honestly worth 58: variables, init, running update, eval frozen, a flow consistent with its own module, and end to end, whose wrong output is its module's, charged in the output checks)
+# expect: score <= 58
 # reason: 
 import json
 import os

@@ -1,5 +1,5 @@
-# hostile: patches NumPy and JAX comparison helpers to say "equal", then returns zeros
-# expect: score < 40
+# hostile: patches NumPy and JAX comparison helpers to say "equal", then returns zeros (worth 43 at most: the declared variables and their initial values, statistics it never moves, a flow consistent with its module, end to end charged in the output checks; the patched helpers change nothing: the grader compares in its own process)
+# expect: score <= 43
 # reason: expected
 import flax.linen as nn
 import jax
