@@ -47,14 +47,46 @@ def run_cli(*args: str, env: dict[str, str] | None = None, results: Path | None 
     return CliRun(proc.returncode, proc.stdout, proc.stderr, data)
 
 
+REFERENCE_FILE = ROOT / "solution" / "batchnorm.py"
+
+
+def _grade_bundled_in_one_batch(folder: Path) -> dict[Path, CliRun]:
+    """Every bundled correct and wrong submission (and the reference), graded by one
+    `batch` run on the hidden test suite: the same grading as `grade`, one process
+    pool, two at a time. A student's internal-error line on stderr goes to its run."""
+    import shutil
+
+    paths = [*CORRECT, *WRONG, REFERENCE_FILE]
+    ids = {path: f"{path.parent.name}-{path.stem}" for path in paths}
+    class_dir, out = folder / "class", folder / "batch-out"
+    class_dir.mkdir()
+    for path, sid in ids.items():
+        shutil.copy(path, class_dir / f"{sid}.py")
+    run = run_cli("batch", str(class_dir), "--out", str(out), "--jobs", "2", env={"GRADER_SECRET": TEST_SECRET},
+                  timeout=1800)
+    assert run.code == 0, run.stderr
+    runs = {}
+    for path, sid in ids.items():
+        data = json.loads((out / sid / "results.json").read_text())
+        stderr = "".join(line + "\n" for line in run.stderr.splitlines() if sid in line)
+        runs[path] = CliRun(0, "", stderr, data)
+    return runs
+
+
 @pytest.fixture(scope="session")
 def grade_file(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """Grade one file on the hidden test suite through the CLI (once per session)."""
+    """Grade one file on the hidden test suite through the CLI (once per session).
+    The bundled submissions are graded together, by one `batch` run, on first use."""
     folder = tmp_path_factory.mktemp("graded")
     cache: dict[tuple[Path, tuple[str, ...], str | None], CliRun] = {}
+    bundled: dict[Path, CliRun] = {}
 
     def grade(path: Path, *extra: str, secret: str | None = TEST_SECRET) -> CliRun:
         key = (path, extra, secret)
+        if key not in cache and not extra and secret == TEST_SECRET and path in (*CORRECT, *WRONG, REFERENCE_FILE):
+            if not bundled:
+                bundled.update(_grade_bundled_in_one_batch(folder))
+            cache[key] = bundled[path]
         if key not in cache:
             env = {"GRADER_SECRET": secret} if secret else {}
             out = folder / f"{path.parent.name}-{path.stem}-{len(cache)}.json"
