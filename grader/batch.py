@@ -213,20 +213,24 @@ def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bo
             todo.append((student, fingerprint, str(out)))
     if todo:
         context = multiprocessing.get_context("spawn")
-        with _sticky_interrupt() as interrupted, context.Pool(
-                processes=max(1, min(jobs, len(todo))), initializer=_init_pool, initargs=(options,),
-                maxtasksperchild=50) as pool:
+        with _sticky_interrupt() as interrupted:
+            pool = context.Pool(processes=max(1, min(jobs, len(todo))), initializer=_init_pool,
+                                initargs=(options,), maxtasksperchild=50)
             try:
                 for student_id, data, _ in pool.imap_unordered(_grade_one, todo):
                     done[student_id] = data
                     progress(student_id, data, False)
                     if interrupted:
                         raise KeyboardInterrupt
-            except KeyboardInterrupt:
-                pool.terminate()
+                if interrupted:  # the interrupt came after the last result
+                    raise KeyboardInterrupt
+            except BaseException:
+                pool.terminate()  # interrupted: stop the grading in progress
                 raise
-            if interrupted:  # the interrupt came after the last result
-                raise KeyboardInterrupt
+            # Done: let the processes finish on their own. (Pool.terminate, which its
+            # `with` block calls, can wait forever for a lock an idle process holds.)
+            pool.close()
+            pool.join()
     write_summaries(out, {s.id: done[s.id] for s in students if s.id in done})
     return done
 
