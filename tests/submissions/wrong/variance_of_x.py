@@ -1,4 +1,4 @@
-# pitfall: variance_uncentered
+# pitfall: variance_wrong
 """The variance computed as mean(x^2): the mean is never subtracted."""
 
 from __future__ import annotations
