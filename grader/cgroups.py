@@ -40,12 +40,25 @@ def _own_path(controller: str | None) -> str | None:
 
 
 def _make(base: Path, name: str) -> Path | None:
+    _sweep(base)
     try:
         path = base / name
         path.mkdir()
         return path
     except OSError:
         return None
+
+
+def _sweep(base: Path) -> None:
+    """Remove the empty groups of graders that are gone (killed before their clean-up):
+    ``bngrade-<pid>-...`` whose pid no longer runs. A group with members is never removed
+    (rmdir refuses), and a live grader's never touched."""
+    with contextlib.suppress(OSError):
+        for stale in base.glob("bngrade-*-*"):
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(stale.name.split("-")[1])
+                if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+                    stale.rmdir()
 
 
 class Group:
