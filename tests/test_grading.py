@@ -60,6 +60,17 @@ def test_readme_names_every_pitfall_and_no_other():
     assert set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)) == set(TAGS)
 
 
+def test_readme_rubric_follows_the_checks_table():
+    """Points, order, advice and whether a check depends on another: as declared."""
+    from grader.checks import CHECKS
+
+    table = (ROOT / "README.md").read_text().split("### Rubric (100 points)", 1)[1].split("\n\n", 2)[1]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    assert [r[1] for r in rows] == ["advice" if c.advisory else str(c.weight) for c in CHECKS]
+    assert [bool(r[2]) for r in rows] == [bool(c.depends) for c in CHECKS]
+    assert sum(c.weight for c in CHECKS) == 100
+
+
 def test_every_pitfall_tag_has_a_wrong_submission():
     assert {tag for p in WRONG for tag in declared_pitfalls(p)} == set(TAGS)
 
