@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import role_of
+from .protocol import match_roles
 
 MESSAGE_CHARS = 400
 # Called with the case count when a probe falls back to running case by case
@@ -151,6 +151,15 @@ def _contract_state(gamma: Any, beta: Any, mean: Any, var: Any) -> dict[str, Any
     }
 
 
+def fit_shape(value: Any, like: Any) -> Any:
+    """``value`` in the shape of the student's variable ``like`` when the sizes
+    agree (a (1, D) statistic gets the grader's (D,) values), else as it is."""
+    shape = getattr(like, "shape", None)
+    if shape is not None and tuple(shape) != tuple(value.shape) and np.prod(shape) == np.prod(value.shape):
+        return value.reshape(shape)
+    return value
+
+
 def _own_state(model: Any, x: Any, values: dict[str, Any]) -> dict[str, Any]:
     """The grader's gamma/beta/running statistics placed where the student's module
     keeps them: under its own names and in its own shapes (a (1, D) running mean
@@ -164,23 +173,12 @@ def _own_state(model: Any, x: Any, values: dict[str, Any]) -> dict[str, Any]:
         leaves = _flatten(variables, "")
     except Exception:  # noqa: BLE001 - the contract's layout then; apply will say what fails
         return _contract_state(*(values[k] for k in ("gamma", "beta", "running_mean", "running_var")))
-    placed: dict[str, str] = {}
-    for key in leaves:
-        role = role_of(tuple(key.strip("/").split("/")))
-        if role is not None:
-            if role in placed.values():
-                return _contract_state(*(values[k] for k in ("gamma", "beta", "running_mean", "running_var")))
-            placed[key] = role
-    if set(placed.values()) != set(values):
+    placed = match_roles(list(leaves), values)
+    if placed is None:
         return _contract_state(*(values[k] for k in ("gamma", "beta", "running_mean", "running_var")))
     state: dict[str, Any] = {}
     for key, leaf in leaves.items():
-        value = leaf
-        if key in placed:
-            value = values[placed[key]]
-            shape = getattr(leaf, "shape", None)
-            if shape is not None and tuple(shape) != tuple(value.shape) and np.prod(shape) == np.prod(value.shape):
-                value = value.reshape(shape)
+        value = fit_shape(values[placed[key]], leaf) if key in placed else leaf
         node = state
         *parents, name = key.strip("/").split("/")
         for part in parents:

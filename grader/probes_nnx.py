@@ -59,11 +59,12 @@ from .probes import (  # noqa: F401 - re-exported: the worker may take everythin
     _as_array,
     _stack,
     describe,
+    fit_shape,
     install_eager_seed_check,
     load_submission,
     run_segment,
 )
-from .protocol import role_of
+from .protocol import match_roles
 
 # Called with the case count when a probe falls back to running case by case.
 # Either this or grader.probes.EAGER_STARTED may be set by the worker loop.
@@ -200,28 +201,15 @@ def place(model: Any, values: dict[str, Any]) -> None:
     import jax.numpy as jnp
 
     found = slots(model)
-    placed: dict[str, str] = {}
-    for slot in found:
-        role = role_of(tuple(slot.key.split("/")))
-        if role is not None:
-            if role in placed.values():
-                placed = {}
-                break
-            placed[slot.key] = role
-    if set(placed.values()) != set(values):
+    placed = match_roles([slot.key for slot in found], values)
+    if placed is None:
         placed = {slot.key: slot.key.split("/", 1)[1] for slot in found
                   if slot.key.count("/") == 1 and slot.key.split("/", 1)[1] in values}
     for slot in found:
-        if slot.key not in placed:
-            continue
-        # A jax array: a NumPy one would be written in place by `variable[...] = new`
-        # (eagerly), changing the grader's inputs for the next mode.
-        value = jnp.asarray(values[placed[slot.key]])
-        current = slot.get()
-        shape = getattr(current, "shape", None)
-        if shape is not None and tuple(shape) != tuple(value.shape) and np.prod(shape) == np.prod(value.shape):
-            value = value.reshape(shape)
-        slot.set(value)
+        if slot.key in placed:
+            # A jax array: a NumPy one would be written in place by `variable[...] = new`
+            # (eagerly), changing the grader's inputs for the next mode.
+            slot.set(fit_shape(jnp.asarray(values[placed[slot.key]]), slot.get()))
 
 
 # --- the module probes -------------------------------------------------------------

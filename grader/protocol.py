@@ -75,3 +75,16 @@ def role_of(path: tuple[str, ...]) -> str | None:
         if found:
             return found[0] if len(found) == 1 else None
     return None
+
+
+def match_roles(paths: list[str], roles: set[str] | dict) -> dict[str, str] | None:
+    """{path: role} when every one of ``roles`` is played by exactly one of
+    ``paths`` (slash-separated, collection first); None otherwise."""
+    placed: dict[str, str] = {}
+    for path in paths:
+        role = role_of(tuple(path.strip("/").split("/")))
+        if role is not None:
+            if role in placed.values():
+                return None
+            placed[path] = role
+    return placed if set(placed.values()) == set(roles) else None
