@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from grader import _confine, cgroups, isolation, proctree, wire
 from grader.protocol import GRADER_KINDS, Failure, Frame
+from grader.submission import read_bytes
 
 if TYPE_CHECKING:  # imported lazily: workers start before the grader imports NumPy
     import numpy as np
@@ -704,15 +705,6 @@ class _Run:
 
 
 def read_submission(path: Path) -> bytes:
-    """The submission's bytes, from a regular file reached without following a
-    link at the last step (O_NOFOLLOW) and re-checked on the open descriptor."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    try:
-        info = os.fstat(fd)
-        if not (info.st_mode & 0o170000 == 0o100000):
-            raise OSError(f"{path} is not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            return handle.read(isolation.MAX_FILE_BYTES)
-    finally:
-        os.close(fd)
+    """The submission's bytes, never through a link (see grader.submission.read_bytes)."""
+    return read_bytes(path, isolation.MAX_FILE_BYTES)
 

@@ -94,15 +94,15 @@ def _defines_contract(path: Path) -> bool:
     return bool(_DEFINES.search(data))
 
 
-def read_bytes(path: Path) -> bytes:
-    """A regular file's bytes, reached without following a link at the last step
-    (O_NOFOLLOW) and re-checked on the open descriptor."""
+def read_bytes(path: Path, limit: int = MAX_READ) -> bytes:
+    """A regular file's first ``limit`` bytes, reached without following a link at
+    the last step (O_NOFOLLOW) and re-checked on the open descriptor."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path} is not a regular file")
         with os.fdopen(os.dup(fd), "rb") as handle:
-            return handle.read(MAX_READ)
+            return handle.read(limit)
     finally:
         os.close(fd)
 
