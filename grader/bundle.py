@@ -50,11 +50,6 @@ CHECK_SCRIPT = Path(__file__).resolve().parent / "scripts" / "kit_check.sh"
 KIT_FOLDER = "batchnorm-kit"
 # The exercise's texts name files as the repository lays them out (exercise/...);
 # the kit is flat and checked with check.sh. Rewritten in order, in the kit only.
-KIT_REWRITES = (
-    (b"python -m grader grade exercise/batchnorm.py", b"./check.sh"),
-    (b"exercise/README.md", b"INSTRUCTIONS.md"),
-    (b"exercise/batchnorm.py", b"batchnorm.py"),
-)
 
 # Gradescope's image set-up: a shell script of its own (tested in a fresh root).
 SETUP_SCRIPT = Path(__file__).resolve().parent / "scripts" / "gradescope_setup.sh"
@@ -124,7 +119,7 @@ def _for_kit(text: bytes, chosen: Exercise) -> bytes:
     own = ((f"python -m grader grade {_rel(chosen.stub)} --exercise {chosen.name}".encode(), b"./check.sh"),
            (f"python -m grader grade {_rel(chosen.stub)}".encode(), b"./check.sh"),
            (_rel(chosen.instructions).encode(), b"INSTRUCTIONS.md"), (_rel(chosen.stub).encode(), b"batchnorm.py"))
-    for old, new in own + KIT_REWRITES:
+    for old, new in own:
         text = text.replace(old, new)
     return text
 
