@@ -146,12 +146,13 @@ def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[
 def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], tags: tuple[str, ...], expected: str,
                       group: Callable[[Item], str] | None = None, extra: list[Item] | None = None) -> Outcome:
     complete, errors, square_ok = _complete(ev)
-    items: list[Item] = list(extra or [])
+    items: list[Item] = []
     for traj in complete:
         try:
             items += build(traj)
         except Malformed as err:  # wrong shapes on this input: like an error on it
             errors.append((traj.label, {"type": "shape", "message": str(err)}))
+    items += extra or []  # after the module's own steps: those are named first when both fail
     square_ok = square_ok and any(label.split("x")[0] == label.split("x")[1] for label in
                                   {t.label for t in complete} - {lbl for lbl, _ in errors})
     if not items and not errors:
@@ -566,7 +567,8 @@ def _state_items(probe: Probe, result: ProbeResult, skip: set[str], stats_in_par
             else:
                 got = take(result.arrays, f"{mode}/{name}", (k, d), f"running_{which} after {mode} on {label}",
                            squeeze=True)
-            items.append(Item(f"running_{which} after {mode} from trained statistics on {label}", got,
+            items.append(Item(f"running_{which} after {'training' if train else 'eval'} from grader-chosen "
+                              f"statistics on {label}", got,
                               lambda v, train=train, which=which: getattr(oracle.step(x, g, b, rm, rv, train, v), f"running_{which}"),
                               _pooled_when_all(tol_s)))
     return items
