@@ -26,8 +26,9 @@ EXERCISE_DIR = PROJECT_DIR / "exercise"
 GRADER_FILES = sorted(p.relative_to(PROJECT_DIR).as_posix() for p in GRADER_DIR.rglob("*.py"))
 PINNED = ("jax==0.10.2", "jaxlib==0.10.2", "flax==0.12.8", "numpy==2.4.6", "rich==15.0.0")
 
+# The kit's README; {title}: its exercise's (the kit of another exercise is another contract).
 HANDOUT_README = """\
-# BatchNorm with mutable batch_stats: student kit
+# {title}: student kit
 
 1. Read INSTRUCTIONS.md.
 2. Fill in batchnorm.py.
@@ -107,7 +108,7 @@ def handout_files(exercise: str | None = None) -> dict[str, bytes]:
     files = _files_for_runtime()
     files["batchnorm.py"] = _for_kit(chosen.stub.read_bytes(), chosen)
     files["INSTRUCTIONS.md"] = _for_kit(chosen.instructions.read_bytes(), chosen)
-    files["README.md"] = HANDOUT_README.encode()
+    files["README.md"] = HANDOUT_README.format(title=chosen.title).encode()
     # The kit grades its own exercise: check.sh names it.
     files["check.sh"] = CHECK_SCRIPT.read_bytes().replace(
         b"-m grader grade batchnorm.py", f"-m grader grade batchnorm.py --exercise {chosen.name}".encode())

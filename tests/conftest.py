@@ -12,12 +12,31 @@ from typing import Any
 
 import pytest
 
+from grader.exercises import DEFAULT, EXERCISES, Exercise, get
+
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 CORRECT = sorted((SUBMISSIONS / "correct").glob("*.py"))
 WRONG = sorted((SUBMISSIONS / "wrong").glob("*.py"))
 HOSTILE = sorted((SUBMISSIONS / "hostile").glob("*.py"))
 TEST_SECRET = "tests-hidden-suite-secret"
+SUBMISSIONS_NNX = Path(__file__).resolve().parent / "submissions_nnx"
+# One known-wrong submission per exercise, each costing one check: the Linen tests' own
+# choice, and its counterpart among the NNX exercise's wrong submissions.
+WRONG_EXAMPLE = {"batchnorm_linen": SUBMISSIONS / "wrong" / "init_no_guard.py",
+                 "batchnorm_nnx": SUBMISSIONS_NNX / "wrong" / "momentum_reversed.py"}
+
+
+@pytest.fixture(scope="module", params=list(EXERCISES))
+def exercise(request: pytest.FixtureRequest) -> Exercise:
+    """Each registered exercise in turn (test ids are their names): a test or fixture that takes it
+    runs once per exercise, on that exercise's reference, stub and wrong example."""
+    return get(request.param)
+
+
+def exercise_args(exercise: Exercise) -> tuple[str, ...]:
+    """The CLI arguments choosing ``exercise``: none for the default one, so that the default stays tested."""
+    return () if exercise.name == DEFAULT else ("--exercise", exercise.name)
 
 
 def declared_pitfalls(path: Path) -> list[str]:

@@ -1,9 +1,10 @@
-"""The student kit as a student gets it: texts that name only files in the kit,
-a check script that finds a Python 3.11+ (or says what to install), and a zip
-that unpacks into one folder."""
+"""The student kit as a student gets it, for every exercise: texts that name only files
+in the kit and speak of its own exercise, a check script that grades that exercise and
+finds a Python 3.11+ (or says what to install), and a zip that unpacks into one folder."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from grader.bundle import KIT_FOLDER
-from tests.conftest import ROOT, run_cli
+from grader.exercises import DEFAULT, EXERCISES, Exercise
+from tests.conftest import ROOT, exercise_args, run_cli
 
 # Path-like words: anything with a slash, or a name with a file extension.
 PATH_WORD = re.compile(r"(?<![\w/.:-])(?:\.{1,2}/)?(?:[\w.-]+/)+[\w.-]*"
@@ -27,9 +29,10 @@ STUDENT_TEXTS = ("README.md", "INSTRUCTIONS.md", "batchnorm.py", "check.sh")
 
 
 @pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def kit(tmp_path_factory: pytest.TempPathFactory, exercise: Exercise) -> Path:
+    """The exercise's kit as `handout --out DIR` writes it."""
     out = tmp_path_factory.mktemp("handout") / "kit"
-    run = run_cli("handout", "--out", str(out))
+    run = run_cli("handout", "--out", str(out), *exercise_args(exercise))
     assert run.code == 0, run.stderr
     return out
 
@@ -53,16 +56,31 @@ def test_every_path_the_kit_names_is_in_the_kit(kit: Path):
     assert message is not None and _paths_named(message.group(1)) == {"INSTRUCTIONS.md"}
 
 
-def test_the_exercise_names_existing_files_in_the_repository_too():
+def test_the_kit_is_its_own_exercise_and_nothing_else(kit: Path, exercise: Exercise):
+    """The stub and instructions are the exercise's own, changed only where they name the repository's
+    paths; the README names the exercise; no exercise's reference is anywhere in it."""
+    for name, source in (("batchnorm.py", exercise.stub), ("INSTRUCTIONS.md", exercise.instructions)):
+        handed, original = (kit / name).read_text().splitlines(), source.read_text().splitlines()
+        assert len(handed) == len(original), name
+        for theirs, ours in zip(original, handed):
+            assert theirs == ours or "exercise/" in theirs, f"{name} changed a line that names no path: {theirs!r}"
+    assert exercise.title in (kit / "README.md").read_text(), "the kit's README does not say which exercise it is"
+    references = [e.reference.read_text() for e in EXERCISES.values()]
+    for path in kit.rglob("*"):
+        if path.is_file():
+            assert not any(reference in path.read_text(errors="replace") for reference in references), path
+
+
+def test_the_exercise_names_existing_files_in_the_repository_too(exercise: Exercise):
     """The same texts in the repository: each path exists from the root or next to the text."""
-    for text_file in (ROOT / "exercise" / "README.md", ROOT / "exercise" / "batchnorm.py"):
+    for text_file in (exercise.instructions, exercise.stub):
         for path in _paths_named(text_file.read_text()):
             assert (ROOT / path).exists() or (text_file.parent / path).exists(), f"{text_file.name} names {path}"
 
 
-def test_the_zip_unpacks_into_one_folder(tmp_path: Path, kit: Path):
+def test_the_zip_unpacks_into_one_folder(tmp_path: Path, kit: Path, exercise: Exercise):
     out = tmp_path / "handout.zip"
-    run = run_cli("handout", "--out", str(out))
+    run = run_cli("handout", "--out", str(out), *exercise_args(exercise))
     assert run.code == 0 and f"{KIT_FOLDER}/" in run.stdout
     with zipfile.ZipFile(out) as archive:
         names = archive.namelist()
@@ -71,8 +89,8 @@ def test_the_zip_unpacks_into_one_folder(tmp_path: Path, kit: Path):
         archive.extractall(tmp_path / "unzipped")
     assert [p.name for p in (tmp_path / "unzipped").iterdir()] == [KIT_FOLDER]
     unzipped = tmp_path / "unzipped" / KIT_FOLDER
-    files = {p.relative_to(unzipped).as_posix() for p in unzipped.rglob("*") if p.is_file()}
-    assert files == {p.relative_to(kit).as_posix() for p in kit.rglob("*") if p.is_file()}  # the DIR form's files
+    files = {p.relative_to(unzipped).as_posix(): p.read_bytes() for p in unzipped.rglob("*") if p.is_file()}
+    assert files == {p.relative_to(kit).as_posix(): p.read_bytes() for p in kit.rglob("*") if p.is_file()}  # the DIR form
 
 
 # --- check.sh choosing an interpreter --------------------------------------------------
@@ -134,10 +152,14 @@ def _check(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
                           stdin=subprocess.DEVNULL)
 
 
-def test_check_sh_uses_python3_when_it_is_the_only_one_and_grades(tmp_path: Path, kit: Path):
+def test_check_sh_uses_python3_when_it_is_the_only_one_and_grades(tmp_path: Path, kit: Path, exercise: Exercise):
     work, env, log = _sandbox(tmp_path, kit, good=("python3",))
-    run = _check(work, env)
+    run = _check(work, env, "--results", "r.json")
     assert run.returncode == 0, run.stdout + run.stderr
+    # It grades the stub of its own exercise, on the practice suite.
+    data = json.loads((work / "r.json").read_text())
+    assert data["extra_data"]["exercise"] == exercise.name and data["extra_data"]["suite"] == "practice"
+    assert data["score"] == 0 and data["max_score"] == exercise.max_score
     assert f"setting up .venv with {tmp_path / 'fakebin' / 'python3'}" in run.stdout
     calls = log.read_text()
     assert "python3 -m venv .venv" in calls and "venv-python -m pip install --quiet -r requirements.txt" in calls
@@ -150,6 +172,8 @@ def test_check_sh_uses_python3_when_it_is_the_only_one_and_grades(tmp_path: Path
     assert log.read_text().count("-m venv") == 1
 
 
+# Choosing an interpreter is the same script in every kit: checked in the default exercise's.
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
 def test_check_sh_tries_versions_in_order_and_skips_old_ones(tmp_path: Path, kit: Path):
     work, env, log = _sandbox(tmp_path, kit, good=("python3.12", "python3", "python"), old=("python3.11",))
     run = _check(work, env, "--help")  # the grader's help: set-up happens, no grading needed
@@ -158,6 +182,7 @@ def test_check_sh_tries_versions_in_order_and_skips_old_ones(tmp_path: Path, kit
     assert "python3.12 -m venv .venv" in log.read_text()
 
 
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
 def test_check_sh_without_any_python_says_what_to_install(tmp_path: Path, kit: Path):
     work, env, _ = _sandbox(tmp_path, kit)
     run = _check(work, env)
@@ -166,6 +191,7 @@ def test_check_sh_without_any_python_says_what_to_install(tmp_path: Path, kit: P
     assert "command not found" not in run.stderr and not (work / ".venv").exists()
 
 
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
 def test_check_sh_names_the_pythons_too_old(tmp_path: Path, kit: Path):
     work, env, _ = _sandbox(tmp_path, kit, old=("python3",))
     run = _check(work, env)
