@@ -182,15 +182,16 @@ def _grade(args: argparse.Namespace) -> int:
     from grader.grade import grade
 
     secret = read_secret(args.secret_file)
+    exercise = _exercise(args)
     try:
         submission = resolve_submission(args.path)
     except NoSubmission as err:
         if args.results:  # Gradescope and CI still get a result that says why
             from grader.report.gradescope import write_results
 
-            write_results(Path(args.results), _nothing_to_grade(secret, str(err)))
+            write_results(Path(args.results), _nothing_to_grade(secret, str(err), exercise))
         raise
-    result = grade(submission, secret, exercise=_exercise(args), timeout=args.timeout, memory_mb=args.memory_mb,
+    result = grade(submission, secret, exercise=exercise, timeout=args.timeout, memory_mb=args.memory_mb,
                    workers=args.workers, isolation=_level(args), hide=_private_paths(args))
     if args.results:
         from grader.report.gradescope import write_results
@@ -209,13 +210,14 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nothing_to_grade(secret: str | None, reason: str):  # noqa: ANN202 - a GradeResult
+def _nothing_to_grade(secret: str | None, reason: str, exercise: str):  # noqa: ANN202 - a GradeResult
     from grader.cases import build_suite
-    from grader.checks import MAX_SCORE
+    from grader.exercises import get
     from grader.results import GradeResult
 
-    return GradeResult(submission="", score=0, max_score=MAX_SCORE, checks=[], suite=build_suite(secret).name,
-                       cases=0, shapes=0, isolation="none", seconds=0.0, problem=f"nothing was graded: {reason}")
+    return GradeResult(submission="", score=0, max_score=get(exercise).max_score, checks=[],
+                       suite=build_suite(secret).name, cases=0, shapes=0, isolation="none", seconds=0.0,
+                       problem=f"nothing was graded: {reason}", exercise=exercise)
 
 
 def _examples(args: argparse.Namespace) -> int:

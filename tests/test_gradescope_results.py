@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,10 @@ from typing import Any
 import pytest
 
 from grader.checks import CheckResult
+from grader.exercises import Exercise
 from grader.report.gradescope import results_json
 from grader.results import GradeResult
-from tests.conftest import ROOT, TEST_SECRET, run_cli
-
-REFERENCE = ROOT / "solution" / "batchnorm.py"
+from tests.conftest import TEST_SECRET, WRONG_EXAMPLE, exercise_args, run_cli
 
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 FORMATS = {"text", "html", "simple_format", "md", "ansi"}
@@ -91,19 +91,22 @@ def assert_follows_gradescope_spec(data: dict[str, Any], *, plain_text: bool = T
 # --- what a student prints, through the CLI ---------------------------------------------
 
 MARKUP = ["<N, D>", "<b>bold</b>", "<script>alert(1)</script>", "**not bold**", "&amp;", "<br>"]
-PRINTS = REFERENCE.read_text() + f'''
+PRINTS = f'''
 print("shape is", {MARKUP[0]!r}, "then", {" ".join(MARKUP[1:])!r})
 print("\\x1b[1;31mcoloured\\x1b[0m \\x1b]0;title\\x07 bell\\x07 nul\\x00 done")
 '''
 
 
-def test_results_from_a_noisy_submission_follow_the_spec(tmp_path: Path):
+def test_results_from_a_noisy_submission_follow_the_spec(tmp_path: Path, exercise: Exercise):
+    """A graded result: the exercise's reference, printing markup and escapes."""
     submission = tmp_path / "batchnorm.py"
-    submission.write_text(PRINTS)
-    run = run_cli("grade", str(submission), "--quiet", env={"GRADER_SECRET": TEST_SECRET}, results=tmp_path / "r.json")
+    submission.write_text(exercise.reference.read_text() + PRINTS)
+    run = run_cli("grade", str(submission), "--quiet", *exercise_args(exercise), env={"GRADER_SECRET": TEST_SECRET},
+                  results=tmp_path / "r.json")
     assert run.code == 0, run.stderr
     data = run.results
-    assert data is not None and data["score"] == 100.0
+    assert data is not None and data["score"] == data["max_score"] == exercise.max_score
+    assert data["extra_data"]["exercise"] == exercise.name
     assert_follows_gradescope_spec(data)
     # Markup is shown as written (Gradescope escapes "text"), escapes are gone, the words stay.
     for piece in MARKUP:
@@ -113,8 +116,8 @@ def test_results_from_a_noisy_submission_follow_the_spec(tmp_path: Path):
     assert "\\u001b" not in raw and "\\u0000" not in raw
 
 
-def test_results_of_every_kind_follow_the_spec(tmp_path: Path):
-    """A failing check with tags, a skipped one, an unloadable submission: each result file follows the spec."""
+def test_results_of_every_kind_follow_the_spec():
+    """A failing check with tags, a skipped one, a passed one with a note: the file follows the spec."""
     checks = [CheckResult(id="variables", name="Variables <D,>", weight=8, status="failed", expected="<(D,)>",
                           observed="raised \x1b[31m<b>\x00", tags=("variable_shape",)),
               CheckResult(id="flow", name="flow", weight=10, status="skipped", observed="not checked: <x>"),
@@ -122,23 +125,38 @@ def test_results_of_every_kind_follow_the_spec(tmp_path: Path):
     result = GradeResult(submission="s", score=10, max_score=28, checks=checks, suite="hidden", cases=3, shapes=1,
                          isolation="process", seconds=0.5, stdout="<i>\x1b[2J", problem="")
     assert_follows_gradescope_spec(results_json(result))
+
+
+def test_results_of_a_wrong_and_an_unloadable_submission_follow_the_spec(tmp_path: Path, exercise: Exercise):
+    """Failed results: the exercise's wrong example (its checks' failures, its pitfalls' words) and a file that
+    does not even parse."""
+    wrong = run_cli("grade", str(WRONG_EXAMPLE[exercise.name]), "--quiet", *exercise_args(exercise),
+                    env={"GRADER_SECRET": TEST_SECRET}, results=tmp_path / "wrong.json")
+    data = wrong.results
+    assert wrong.code == 0 and data is not None, wrong.stderr
+    assert 0 < data["score"] < data["max_score"] == exercise.max_score
+    tags = data["extra_data"]["tags"]
+    assert tags and set(tags) <= set(exercise.pitfalls)
+    assert {t for test in data["tests"] if test["status"] == "failed" for t in test["tags"]} == set(tags)
+    assert_follows_gradescope_spec(data)
     broken = tmp_path / "batchnorm.py"
     broken.write_text("import flax.linen as nn\nclass MyBatchNorm(nn.Module:\n    pass\n")
-    run = run_cli("grade", str(broken), "--quiet", results=tmp_path / "r.json")
+    run = run_cli("grade", str(broken), "--quiet", *exercise_args(exercise), results=tmp_path / "r.json")
     assert run.results is not None and run.results["score"] == 0
+    assert len(run.results["tests"]) == len(exercise.checks) and run.results["extra_data"]["exercise"] == exercise.name
     assert_follows_gradescope_spec(run.results)
 
 
-def test_run_autograders_own_fallback_follows_the_spec(tmp_path: Path):
-    """When the grader cannot even start, run_autograder writes the result itself: that one too."""
+def test_run_autograders_fallbacks_follow_the_spec(tmp_path: Path, exercise: Exercise):
+    """When the grader cannot even start, run_autograder writes the result itself; when the upload holds
+    nothing to grade, the grader writes a zero that says why, for the bundle's exercise. Both follow the spec."""
     bundle = tmp_path / "autograder.zip"
     secret = tmp_path / "secret"
     secret.write_text("s\n")
-    assert run_cli("gradescope", "--secret-file", str(secret), "--out", str(bundle)).code == 0
+    assert run_cli("gradescope", "--secret-file", str(secret), "--out", str(bundle), *exercise_args(exercise)).code == 0
     root = tmp_path / "autograder"
     with zipfile.ZipFile(bundle) as archive:
-        (root / "source").mkdir(parents=True)
-        (root / "source" / "run_autograder").write_bytes(archive.read("run_autograder"))
+        archive.extractall(root / "source")
     (root / "submission").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
     env.update(AUTOGRADER_ROOT=str(root), PYTHON="/bin/false")  # a grader that cannot run at all
@@ -147,6 +165,14 @@ def test_run_autograders_own_fallback_follows_the_spec(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     data = json.loads((root / "results" / "results.json").read_text())
     assert data["score"] == 0
+    assert_follows_gradescope_spec(data)
+    env["PYTHON"] = sys.executable  # the bundle's grader, on an upload without a file to grade
+    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    data = json.loads((root / "results" / "results.json").read_text())
+    assert data["score"] == 0 and "no file defines MyBatchNorm" in data["output"]
+    assert data["max_score"] == exercise.max_score and data["extra_data"]["exercise"] == exercise.name
     assert_follows_gradescope_spec(data)
 
 
