@@ -11,6 +11,7 @@ history.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,14 +26,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader.checks import CheckResult
+from grader.exercises import Exercise
 from grader.report.junit import junit_xml, xml_text
 from grader.results import GradeResult
-from tests.conftest import ROOT, WRONG
+from tests.conftest import ROOT, WRONG_EXAMPLE, exercise_args
 
 DATA = Path(__file__).resolve().parent / "data"
 SCHEMAS = (DATA / "JUnit.xsd", DATA / "jenkins-junit.xsd")
-REFERENCE = ROOT / "solution" / "batchnorm.py"
-NO_GUARD = next(p for p in WRONG if p.stem == "init_no_guard")
 
 # Every C0 control but none of the ones XML allows; ESC sequences for colour, title, clipboard.
 CONTROLS = "".join(chr(i) for i in range(32))
@@ -43,7 +43,8 @@ DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 INT = re.compile(r"^[+-]?[0-9]+$")
 SCORE_IN_NAME = re.compile(r"\[\s*\d+\s*/\s*\d+\s*\]")
 
-NOISY_SUBMISSION = REFERENCE.read_text() + f'''
+# Appended to an exercise's reference: a correct module, a broken flow.
+NOISY_TAIL = f'''
 
 import sys as _sys
 NOISE = {NOISE!r}
@@ -55,10 +56,11 @@ def init_and_apply(seed, x, use_running_average):  # a broken flow whose excepti
     print("call", NOISE)
     raise ValueError("boom " + NOISE)
 '''
+# Each kind of file that cannot be loaded, and the cause its errors name.
 UNLOADABLE = {
     "syntax_error": ("import flax.linen as nn\nclass MyBatchNorm(nn.Module:\n    pass\n", "SyntaxError"),
     "import_error": ("import flax.linen as nn\nimport no_such_module_anywhere\n", "no_such_module_anywhere"),
-    "missing_names": (REFERENCE.read_text().split("def init_and_apply")[0], "init_and_apply"),
+    "missing_names": (None, "init_and_apply"),  # the exercise's reference without it
 }
 
 
@@ -126,19 +128,21 @@ def _everything(root: ET.Element) -> str:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """JUnit files from the CLI, graded side by side on the practice suite: a noisy broken flow, a wrong
-    submission, each unloadable kind."""
+def graded(tmp_path_factory: pytest.TempPathFactory, exercise: Exercise) -> dict[str, Path]:
+    """JUnit files from the CLI for the exercise, graded side by side on the practice suite: a noisy broken
+    flow, its wrong example, each unloadable kind (each with its results.json beside, as name.json)."""
     folder = tmp_path_factory.mktemp("junit")
-    sources = {"noisy": NOISY_SUBMISSION, "no_guard": NO_GUARD.read_text(),
-               **{name: source for name, (source, _) in UNLOADABLE.items()}}
+    reference = exercise.reference.read_text()
+    sources = {"noisy": reference + NOISY_TAIL, "wrong": WRONG_EXAMPLE[exercise.name].read_text(),
+               **{name: source or reference.split("def init_and_apply")[0] for name, (source, _) in UNLOADABLE.items()}}
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}  # the practice suite: quicker
     running = {}
     for name, source in sources.items():
         (folder / name).mkdir()
         (folder / name / "batchnorm.py").write_text(source)
         argv = [sys.executable, "-m", "grader", "grade", str(folder / name / "batchnorm.py"), "--quiet",
-                "--junit", str(folder / f"{name}.xml")]
+                *exercise_args(exercise), "--junit", str(folder / f"{name}.xml"),
+                "--results", str(folder / f"{name}.json")]
         running[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
     for name, proc in running.items():
@@ -160,9 +164,10 @@ def test_student_noise_never_breaks_the_file(graded):
 
 
 @pytest.mark.parametrize("kind", list(UNLOADABLE))
-def test_unloadable_submission_is_red(graded, kind):
+def test_unloadable_submission_is_red(graded, kind, exercise):
     root = assert_follows_strict_schema(graded[kind].read_text(encoding="utf-8"))
     cases = root.findall("testcase")
+    assert [c.get("classname") for c in cases] == [f"bn-grader.{c.id}" for c in exercise.checks]  # its own table
     assert int(root.get("errors")) + int(root.get("failures")) > 0, "a dashboard would show green"
     assert int(root.get("errors")) == len(cases) and int(root.get("skipped")) == 0
     cause = UNLOADABLE[kind][1]
@@ -173,24 +178,33 @@ def test_unloadable_submission_is_red(graded, kind):
     assert "\x1b" not in _everything(root)
 
 
-def test_testcase_names_do_not_change_with_the_score(graded):
+def test_testcase_names_do_not_change_with_the_score(graded, exercise):
     identities = {}
-    for name in ("no_guard", "noisy", "syntax_error"):
+    weight = {c.id: c.weight for c in exercise.checks}
+    for name in ("wrong", "noisy", "syntax_error"):
         root = assert_follows_strict_schema(graded[name].read_text(encoding="utf-8"))
         identities[name] = [(case.get("classname"), case.get("name")) for case in root.findall("testcase")]
         for _, test in identities[name]:
             assert not SCORE_IN_NAME.search(test), test
         scores = {p.get("name"): p.get("value") for p in root.find("properties")}
-        assert scores["max_score"] == "100"
+        assert scores["max_score"] == str(exercise.max_score)
         if name == "noisy":  # a correct module, a broken flow
-            assert scores["check.init_guard"] == "10/10 passed" and scores["check.flow"] == "0/10 failed"
-        if name == "no_guard":
-            assert scores["score"] == "90" and scores["check.init_guard"] == "0/10 failed"
-            failure = root.find("testcase[@classname='bn-grader.init_guard']/failure")
-            assert "Score: 0/10" in failure.text
-            assert "[failed 0/10]" in root.find("system-out").text
+            train = weight["train_output"]
+            assert scores["check.train_output"] == f"{train}/{train} passed"
+            assert scores["check.flow"] == f"0/{weight['flow']} failed"
+        if name == "wrong":  # one mistake: the check it costs says so in its property, its failure and system-out
+            results = json.loads(graded[name].with_suffix(".json").read_text())
+            assert scores["score"] == f"{results['score']:g}" and results["extra_data"]["tags"]
+            lost = {prop.removeprefix("check."): value.split()[0] for prop, value in scores.items()
+                    if prop.startswith("check.") and value.endswith(" failed")}
+            assert len(lost) == 1, lost
+            (check, score), = lost.items()
+            assert int(scores["score"]) == exercise.max_score - weight[check] + int(score.split("/")[0])
+            failure = root.find(f"testcase[@classname='bn-grader.{check}']/failure")
+            assert f"Score: {score}" in failure.text and failure.get("type") == ",".join(results["extra_data"]["tags"])
+            assert f"[failed {score}]" in root.find("system-out").text
     assert len(set(map(tuple, identities.values()))) == 1, identities
-    assert len(identities["no_guard"]) == len({c for c, _ in identities["no_guard"]}) >= 10
+    assert len(identities["wrong"]) == len({c for c, _ in identities["wrong"]}) == len(exercise.checks) >= 10
 
 
 # --- any text, straight through the writer --------------------------------------------
