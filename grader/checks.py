@@ -214,6 +214,12 @@ def variables(ev: Evidence) -> Outcome:
         if not misplaced:
             tags = [t for t in tags if t != "stats_not_in_batch_stats"]
             problems = [p for p in problems if not p.startswith("running statistics found as")]
+    with_tools = [t for t in good if t.names("split") or t.names("optimizer")]  # NNX: the first probe of a group
+    tool_tags, tool_problems = _nnx_tools(with_tools[0], with_tools[0].names("init")) if with_tools else ([], [])
+    if tool_problems:
+        problems.extend(tool_problems)
+        if not any(t in tags for t in ("stats_not_in_batch_stats", "stats_not_variables")):
+            tags.extend(tool_tags)  # else the declared types already named the one cause
     missing = [n for n in wanted if n not in names]
     if missing and not misplaced and not bare:
         tags.append("wrong_variable_names")
@@ -229,6 +235,41 @@ def variables(ev: Evidence) -> Outcome:
     if problems:
         return Outcome(False, expected, "; ".join(problems), tuple(dict.fromkeys(tags)))
     return Outcome(True, expected, notes=tuple(notes))
+
+
+def _nnx_tools(traj: Trajectory, names: list[str]) -> tuple[list[str], list[str]]:
+    """What NNX's own tools made of the running statistics (the NNX worker's
+    optimizer/, split/ and merged/ keys; absent for Linen): tags and problems."""
+    arrays = traj.result.arrays
+    stats = [name for role, name in role_names(names).items() if role in ("running_mean", "running_var")]
+    tags: list[str] = []
+    problems: list[str] = []
+    moved = [name for name in stats if f"optimizer/{name}" in arrays
+             and np.any(np.abs(np.asarray(arrays[f"optimizer/{name}"], np.float64)) > 0)]
+    if moved:
+        tags.append("stats_not_in_batch_stats")
+        problems.append(f"one step of nnx.Optimizer(model, optax.sgd, wrt=nnx.Param) changed {', '.join(moved)}: "
+                        "an optimizer trains them")
+    split = traj.names("split")
+    if split:
+        groups = {name.split("/", 1)[1]: name.split("/", 1)[0] for name in split}
+        for name in stats:
+            group = groups.get(name.split("/", 1)[1])
+            if group is None:
+                tags.append("stats_not_variables")
+                problems.append(f"nnx.split(model, nnx.Param, nnx.BatchStat, ...) does not see {name}: "
+                                "it is not part of the model's state")
+            elif group == "rest" and not name.startswith("params/"):
+                problems.append(f"nnx.split(model, nnx.Param, nnx.BatchStat) leaves {name.split('/', 1)[1]} over "
+                                "(it raises 'Non-exhaustive filters')")
+        if "merged/y" in arrays and "eval/y" in arrays and np.shape(arrays["merged/y"]) == np.shape(
+                arrays["eval/y"]) and not np.allclose(
+                np.asarray(arrays["merged/y"], np.float64), np.asarray(arrays["eval/y"], np.float64),
+                rtol=1e-5, atol=1e-6, equal_nan=True):
+            tags.append("stats_not_variables")
+            problems.append("the model rebuilt by nnx.merge from nnx.split(model, ...) evaluates differently: "
+                            "some of its state is kept outside nnx Variables")
+    return list(dict.fromkeys(tags)), problems
 
 
 def _rebound(traj: Trajectory) -> list[str]:
@@ -711,7 +752,7 @@ _UNPACK_WORDS = ("unpack",)
 def _flow_error_tags(err: dict[str, str]) -> tuple[str, ...]:
     text = f"{err['type']} {err['message']}".lower()
     if "tracecontexterror" in text or "different trace level" in text:
-        return ("plain_jax_jit",)  # NNX state mutated under a plain jax.jit
+        return ("jax_jit_on_state",)  # NNX state mutated under a plain jax.jit
     if "cannot reshape" in text:
         return ("output_not_flat",)
     if "scopecollectionnotfound" in text or "scopeparamnotfound" in text or (
@@ -986,11 +1027,11 @@ NNX_CHECKS: tuple[Check, ...] = tuple(
     for c in CHECKS if c.id not in ("init_guard", "mutable_true"))
 
 
-def _explained(outcome: Outcome, charged: dict[str, str], pitfalls: Mapping[str, Pitfall]) -> Outcome | None:
+def _explained(outcome: Outcome, charged: dict[str, str], named: Mapping[str, Pitfall]) -> Outcome | None:
     """A failure whose every named mistake an earlier check already charged."""
     if outcome.passed or not outcome.tags or not all(t in charged for t in outcome.tags):
         return None
-    where = "; ".join(f"{pitfalls[t].title} (charged in '{charged[t]}')" for t in outcome.tags)
+    where = "; ".join(f"{named[t].title} (charged in '{charged[t]}')" for t in outcome.tags)
     return Outcome(True, outcome.expected, notes=outcome.notes + (f"Correct apart from: {where}.",))
 
 
@@ -1000,6 +1041,9 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS,
     exercise's own ``pitfalls`` are named (a tag it does not know is dropped)."""
     results: dict[str, CheckResult] = {}
     charged: dict[str, str] = {}
+    # Checks speak in the engine's findings (ev.failed keeps those: later checks read
+    # them); results carry the exercise's own tag for each.
+    named = {p.finding: p for p in pitfalls.values()}
     ev.check_names = {c.id: c.name for c in checks}
     for check in checks:
         failed_deps = [d for d in check.depends if results[d].status != "passed"]
@@ -1037,9 +1081,9 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS,
                               "please report it to your instructor")
         if check.expected:
             outcome = dataclasses.replace(outcome, expected=check.expected)
-        if any(t not in pitfalls for t in outcome.tags):
-            outcome = dataclasses.replace(outcome, tags=tuple(t for t in outcome.tags if t in pitfalls))
-        outcome = _explained(outcome, charged, pitfalls) or outcome
+        if any(t not in named for t in outcome.tags):
+            outcome = dataclasses.replace(outcome, tags=tuple(t for t in outcome.tags if t in named))
+        outcome = _explained(outcome, charged, named) or outcome
         status = "passed" if outcome.passed else "failed"
         if not outcome.passed:
             ev.failed[check.id] = outcome.tags
@@ -1048,6 +1092,7 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS,
             for tag in outcome.tags:
                 charged.setdefault(tag, check.name)
         results[check.id] = CheckResult(check.id, check.name, check.weight, status, outcome.expected,
-                                        outcome.observed, outcome.tags if not outcome.passed else (),
+                                        outcome.observed,
+                                        tuple(named[t].tag for t in outcome.tags) if not outcome.passed else (),
                                         outcome.notes, check.advisory)
     return list(results.values())

@@ -82,6 +82,11 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
     }
     for tag, (why, hint) in replace.items():
         words[tag] = dataclasses.replace(words[tag], why=why, hint=hint)
+    # NNX's own names for two of Linen's findings.
+    renamed = {"stats_not_in_batch_stats": ("stats_as_params", "running statistics are nnx.Param, not nnx.BatchStat"),
+               "flag_ignored": ("eval_not_switched", "model.eval() / model.train() not switched as the flag says")}
+    for finding, (tag, title) in renamed.items():
+        words[tag] = dataclasses.replace(words.pop(finding), tag=tag, title=title, finds=finding)
     for tag, pitfall in words.items():  # the rest speak of Flax in general
         words[tag] = dataclasses.replace(pitfall, why=pitfall.why.replace("flax.linen.BatchNorm", "Flax's BatchNorm"),
                                          hint=pitfall.hint.replace("flax.linen.BatchNorm", "Flax's BatchNorm"))
@@ -94,8 +99,8 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
         "batch statistics.",
         "Declare nnx.BatchStat(...) in __init__ and update in place: self.running_mean[...] = new.",
     )
-    words["plain_jax_jit"] = Pitfall(
-        "plain_jax_jit",
+    words["jax_jit_on_state"] = Pitfall(
+        "jax_jit_on_state",
         "a stateful NNX call runs under a plain jax.jit",
         "jax.jit traces a pure function: a BatchStat update made inside it from outside its trace raises "
         "TraceContextError ('Cannot mutate BatchStat from a different trace level'). nnx.jit carries the "

@@ -16,6 +16,13 @@ class Pitfall:
     title: str  # one line, as the student reads it
     why: str  # why it matters, in Flax terms
     hint: str  # what to look at next
+    # The engine's finding this pitfall names, when an exercise words it under its
+    # own tag (NNX calls Linen's `flag_ignored` `eval_not_switched`). Default: tag.
+    finds: str = ""
+
+    @property
+    def finding(self) -> str:
+        return self.finds or self.tag
 
 
 _ALL = (

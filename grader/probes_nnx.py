@@ -256,7 +256,7 @@ def _switch(model: Any, mode: str, notes: _Notes | None = None) -> None:
         notes.note(mode, model)
 
 
-def _segment_default(cls: type, d: int, steps: int, notes: _Notes) -> Callable[..., dict[str, Any]]:
+def _segment_default(cls: type, d: int, steps: int, notes: _Notes, tools: bool) -> Callable[..., dict[str, Any]]:
     """Build from the case's seed, `steps` training calls, one eval call; and one
     eval call on a second model, fresh from the same seed (``fresh/y``), so that
     a module that writes in eval mode does not change the training run."""
@@ -269,17 +269,85 @@ def _segment_default(cls: type, d: int, steps: int, notes: _Notes) -> Callable[.
         fresh = _build(cls, d, seed)
         _switch(fresh, "eval", notes)
         out["fresh/y"] = fresh(train[0])
+        if tools:
+            out.update(_optimizer_step(fresh, train[0]))
         _switch(model, "train", notes)
         for s in range(steps):
             out[f"train{s}/y"] = model(train[s])
             out.update(snapshot(model, f"train{s}", as_built))
+        split = _split(model) if tools else None
         _switch(model, "eval")
         out["eval/y"] = model(evalx)
         out.update(snapshot(model, "eval", as_built))
+        out.update(_round_trip(split, evalx))
         notes.close()
         return out
 
     return run
+
+
+# What NNX's own tools make of the module's state. Each is optional evidence: a
+# module these tools cannot handle is still graded by everything else, so their
+# failures leave their keys out instead of failing the probe.
+TOOL_KEYS = ("optimizer/", "split/", "merged/")  # the output keys these tools add
+SPLIT_GROUPS = ("params", "batch_stats", "rest")  # nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+OPTIMIZER_LR = 1.0
+
+
+def _optimizer_step(model: Any, x: Any) -> dict[str, Any]:
+    """One ``nnx.Optimizer(model, optax.sgd, wrt=nnx.Param)`` step on an eval-mode
+    loss (which depends on the running statistics): ``optimizer/<collection>/<path>``
+    is how far the step moved each piece of state. BatchStats must not move."""
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    try:
+        grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+        before = snapshot(model, "optimizer")
+        nnx.Optimizer(model, optax.sgd(OPTIMIZER_LR), wrt=nnx.Param).update(model, grads)
+        after = snapshot(model, "optimizer")
+        return {k: after[k] - before[k] for k in before
+                if k in after and jnp.shape(after[k]) == jnp.shape(before[k])}
+    except Exception:  # noqa: BLE001 - optional evidence (see above)
+        return {}
+
+
+def _split(model: Any) -> tuple[Any, list[Any]] | None:
+    """``nnx.split(model, nnx.Param, nnx.BatchStat, ...)`` after training, the states
+    copied (the eval call that follows must not change them)."""
+    import jax
+    from flax import nnx
+
+    try:
+        graphdef, *groups = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        return graphdef, jax.tree.map(lambda a: a, groups)
+    except Exception:  # noqa: BLE001 - optional evidence
+        return None
+
+
+def _round_trip(split: tuple[Any, list[Any]] | None, evalx: Any) -> dict[str, Any]:
+    """Where the split put each piece of state (``split/<group>/<path>``), and
+    ``merged/y``: the eval output of the model rebuilt by ``nnx.merge`` from the
+    split, which equals ``eval/y`` when all of its state is in Variables."""
+    from flax import nnx
+
+    if split is None:
+        return {}
+    graphdef, groups = split
+    out: dict[str, Any] = {}
+    try:
+        for group, state in zip(SPLIT_GROUPS, groups):
+            for path, variable in nnx.to_flat_state(state):
+                value = _numeric(variable.get_value() if isinstance(variable, nnx.Variable) else variable)
+                if value is not None:
+                    out[f"split/{group}/{'/'.join(str(p) for p in path)}"] = value
+        merged = nnx.merge(graphdef, *groups)
+        merged.eval()
+        out["merged/y"] = merged(evalx)
+    except Exception:  # noqa: BLE001 - optional evidence
+        return {}
+    return out
 
 
 def _segment_init(cls: type, d: int) -> Callable[..., dict[str, Any]]:
@@ -329,15 +397,17 @@ def _segment_grad(cls: type, d: int) -> Callable[..., dict[str, Any]]:
     return run
 
 
-def _segment(cls: type, params: dict[str, Any], arrays: dict[str, np.ndarray]
+def _segment(cls: type, params: dict[str, Any], arrays: dict[str, np.ndarray], tools: bool = True
              ) -> tuple[Callable[..., dict[str, Any]], list[np.ndarray], _Notes]:
     """The function a module probe vmaps over its cases, its arguments, and where
-    it notes the module's mode attribute."""
+    it notes the module's mode attribute. ``tools``: also run NNX's optimizer and
+    split/merge on it (in a group, on the first default probe only: what they
+    show is a property of the module, not of the shape, and each costs compile time)."""
     segment = params["segment"]
     notes = _Notes()
     if segment == "default":
         d = int(arrays["train"].shape[-1])
-        return _segment_default(cls, d, int(params["steps"]), notes), \
+        return _segment_default(cls, d, int(params["steps"]), notes, tools), \
             [arrays["train"], arrays["eval"], arrays["seeds"]], notes
     if segment == "state":
         d = int(arrays["x"].shape[-1])
@@ -381,7 +451,8 @@ def probe_module_group(cls: type, probes: list[tuple[dict[str, Any], dict[str, n
     import jax
 
     try:
-        parts = [_segment(cls, header["params"], arrays) for header, arrays in probes]
+        first = next((i for i, (header, _) in enumerate(probes) if header["params"]["segment"] == "default"), None)
+        parts = [_segment(cls, header["params"], arrays, tools=i == first) for i, (header, arrays) in enumerate(probes)]
 
         def merged(all_args: list[list[Any]]) -> list[dict[str, Any]]:
             return [jax.vmap(fn)(*args) for (fn, _, _), args in zip(parts, all_args)]

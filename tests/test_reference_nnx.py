@@ -230,7 +230,7 @@ def test_split_merge_round_trip_and_a_functional_jax_jit_step():
 
 
 def test_a_plain_jax_jit_over_the_stateful_call_raises_and_nnx_jit_does_not():
-    """The premise of the stub's TODO 6 and of the plain_jax_jit pitfall."""
+    """The premise of the stub's TODO 6 and of the jax_jit_on_state pitfall."""
     x = jnp.asarray(_inputs(6, 1, 5, 2, 1.0, 1.0)[0])
     model = MyBatchNorm(2, rngs=nnx.Rngs(0))
     with pytest.raises(TraceContextError, match="different trace level"):

@@ -1,6 +1,7 @@
-# pitfall: stats_not_in_batch_stats
-"""The running statistics declared as nnx.Param: an optimizer over nnx.Param would train them."""
+# pitfall: jax_jit_on_state
+"""init_and_apply jits the stateful call with a plain jax.jit: in training mode the BatchStat update raises TraceContextError (eval mode writes nothing and runs)."""
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -9,8 +10,8 @@ class MyBatchNorm(nnx.Module):
     def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, rngs: nnx.Rngs):
         self.gamma = nnx.Param(jnp.ones((num_features,)))
         self.beta = nnx.Param(jnp.zeros((num_features,)))
-        self.running_mean = nnx.Param(jnp.zeros((num_features,)))
-        self.running_var = nnx.Param(jnp.ones((num_features,)))
+        self.running_mean = nnx.BatchStat(jnp.zeros((num_features,)))
+        self.running_var = nnx.BatchStat(jnp.ones((num_features,)))
         self.momentum = momentum
         self.epsilon = epsilon
         self.use_running_average = False
@@ -27,15 +28,10 @@ class MyBatchNorm(nnx.Module):
         return self.gamma[...] * (x - mean) / jnp.sqrt(var + self.epsilon) + self.beta[...]
 
 
-@nnx.jit
-def forward(model, x):
-    return model(x)
-
-
 def init_and_apply(seed, x, use_running_average):
     model = MyBatchNorm(x.shape[-1], rngs=nnx.Rngs(int(seed)))
     if use_running_average:
         model.eval()
     else:
         model.train()
-    return forward(model, x).reshape(-1)
+    return jax.jit(lambda x: model(x))(x).reshape(-1)

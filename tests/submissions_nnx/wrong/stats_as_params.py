@@ -1,5 +1,5 @@
-# pitfall: flag_ignored
-"""init_and_apply never calls model.eval(): the eval flag still gives a training call."""
+# pitfall: stats_as_params
+"""The running statistics declared as nnx.Param: an optimizer over nnx.Param would train them."""
 
 import jax.numpy as jnp
 from flax import nnx
@@ -9,8 +9,8 @@ class MyBatchNorm(nnx.Module):
     def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, rngs: nnx.Rngs):
         self.gamma = nnx.Param(jnp.ones((num_features,)))
         self.beta = nnx.Param(jnp.zeros((num_features,)))
-        self.running_mean = nnx.BatchStat(jnp.zeros((num_features,)))
-        self.running_var = nnx.BatchStat(jnp.ones((num_features,)))
+        self.running_mean = nnx.Param(jnp.zeros((num_features,)))
+        self.running_var = nnx.Param(jnp.ones((num_features,)))
         self.momentum = momentum
         self.epsilon = epsilon
         self.use_running_average = False
@@ -34,5 +34,8 @@ def forward(model, x):
 
 def init_and_apply(seed, x, use_running_average):
     model = MyBatchNorm(x.shape[-1], rngs=nnx.Rngs(int(seed)))
-    model.train()  # the flag is never looked at
+    if use_running_average:
+        model.eval()
+    else:
+        model.train()
     return forward(model, x).reshape(-1)

@@ -1,7 +1,6 @@
-# pitfall: plain_jax_jit
-"""init_and_apply jits the stateful call with a plain jax.jit: in training mode the BatchStat update raises TraceContextError (eval mode writes nothing and runs)."""
+# pitfall: eval_not_switched
+"""init_and_apply never calls model.eval(): the eval flag still gives a training call."""
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -28,10 +27,12 @@ class MyBatchNorm(nnx.Module):
         return self.gamma[...] * (x - mean) / jnp.sqrt(var + self.epsilon) + self.beta[...]
 
 
+@nnx.jit
+def forward(model, x):
+    return model(x)
+
+
 def init_and_apply(seed, x, use_running_average):
     model = MyBatchNorm(x.shape[-1], rngs=nnx.Rngs(int(seed)))
-    if use_running_average:
-        model.eval()
-    else:
-        model.train()
-    return jax.jit(lambda x: model(x))(x).reshape(-1)
+    model.train()  # the flag is never looked at
+    return forward(model, x).reshape(-1)
