@@ -4,10 +4,61 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
+from pathlib import Path
 
-from grader.report.html import class_report, feedback_page
+import pytest
+
+from grader.exercises import Exercise
+from grader.report.html import class_report, escape, feedback_page
 from grader.report.table import gradebook_csv
-from tests.conftest import run_cli
+from tests.conftest import TEST_SECRET, WRONG_EXAMPLE, exercise_args, run_cli
+
+CLASS = ("ann", "ben", "cat", "dan", "eve")
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory, exercise: Exercise) -> Path:
+    """A small class of the exercise, graded by one `batch` run on the hidden suite: its reference (ann),
+    its stub (ben), its wrong example (cat), a folder with nothing to grade (dan), a file that does not parse
+    (eve). Returns the --out folder."""
+    folder = tmp_path_factory.mktemp("class")
+    shutil.copy(exercise.reference, folder / "ann.py")
+    shutil.copy(exercise.stub, folder / "ben.py")
+    shutil.copy(WRONG_EXAMPLE[exercise.name], folder / "cat.py")
+    (folder / "dan").mkdir()
+    (folder / "dan" / "notes.txt").write_text("my notes\n")
+    (folder / "eve.py").write_text("def broken(:\n")
+    out = tmp_path_factory.mktemp("graded")
+    run = run_cli("batch", str(folder), "--out", str(out), "--jobs", "2", *exercise_args(exercise),
+                  env={"GRADER_SECRET": TEST_SECRET}, timeout=600)
+    assert run.code == 0, run.stderr
+    return out
+
+
+def test_a_batch_gives_gradebook_report_and_feedback_in_its_exercise(batch: Path, exercise: Exercise):
+    results = {sid: json.loads((batch / sid / "results.json").read_text()) for sid in CLASS}
+    for data in results.values():
+        assert data["extra_data"]["exercise"] == exercise.name and data["max_score"] == exercise.max_score
+    rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO((batch / "gradebook.csv").read_text()))}
+    assert set(rows) == set(CLASS)
+    for sid, row in rows.items():  # the gradebook says what each results.json says
+        data = results[sid]
+        assert (row["score"], row["max_score"]) == (f"{data['score']:g}", f"{exercise.max_score:g}")
+        assert row["pitfalls"] == ";".join(data["extra_data"]["tags"]) and row["suite"] == "hidden"
+    assert (rows["ann"]["score"], rows["ann"]["status"], rows["ann"]["pitfalls"]) == ("100", "complete", "")
+    assert rows["ben"]["score"] == "0"
+    tags = results["cat"]["extra_data"]["tags"]
+    assert tags and set(tags) <= set(exercise.pitfalls) and 0 < results["cat"]["score"] < exercise.max_score
+    assert rows["dan"]["status"] == "error" and rows["dan"]["reason"].startswith("nothing was graded")
+    assert rows["eve"]["reason"].startswith("importing the submission raised SyntaxError")
+    report = (batch / "report.html").read_text()
+    assert f"{len(CLASS)} submissions graded" in report
+    for tag in tags:  # what the class missed, in the exercise's own words: 1 student of 5
+        assert f"20% {escape(exercise.pitfalls[tag].title)}" in report, tag
+    for sid in CLASS:
+        assert f'href="{sid}/feedback.html"' in report and (batch / sid / "feedback.html").is_file()
 
 
 def _data(score: float, suite: str = "hidden", tags: tuple[str, ...] = (), problem: str = "") -> dict:
@@ -41,12 +92,10 @@ def test_feedback_table_headers_all_have_names():
     assert "<th></th>" not in page and "<th>result</th>" in page
 
 
-def test_an_unloadable_submission_gives_its_reason_once(tmp_path):
-    broken = tmp_path / "batchnorm.py"
-    broken.write_text("def broken(:\n")
-    run = run_cli("grade", str(broken), results=tmp_path / "r.json")
-    assert run.code == 0 and run.results is not None
-    outputs = [t["output"] for t in run.results["tests"]]
+def test_an_unloadable_submission_gives_its_reason_once(batch: Path, exercise: Exercise):
+    data = json.loads((batch / "eve" / "results.json").read_text())
+    outputs = [t["output"] for t in data["tests"]]
+    assert len(outputs) == len(exercise.checks)
     assert sum("SyntaxError" in o for o in outputs) == 1
     assert all("see the first check" in o for o in outputs[1:])
-    assert run.results["extra_data"]["problem"].startswith("importing the submission raised SyntaxError")
+    assert data["extra_data"]["problem"].startswith("importing the submission raised SyntaxError")
