@@ -51,9 +51,12 @@ class Check:
     run: Callable[[Evidence], Outcome]
     # Only checks without which this one cannot be evaluated: otherwise it runs,
     # and a failure whose named mistakes were charged earlier is not charged again.
-    depends: tuple[str, ...] = ()
+    depends: tuple[Check, ...] = ()
     advisory: bool = False
     expected: str = ""  # the contract in this exercise's words, where its run's default does not fit
+    # The findings (pitfall tags, or what an exercise's pitfall `finds`) this check may
+    # name: its diagnosis searches these models, and it names nothing else.
+    names: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -82,7 +85,7 @@ UPDATE_TAGS = ("momentum_reversed", "momentum_value", "train_skips_update", "unb
 EVAL_TAGS = ("eval_uses_batch_stats", "running_stats_crossed", "eps_misplaced", "affine_misapplied", "stats_over_features", "unbiased_variance",
              "variance_wrong", "std_misused", "not_centered")
 FROZEN_TAGS = ("eval_updates_stats", "momentum_reversed", "momentum_value", "unbiased_variance", "eval_uses_batch_stats")
-ALL_TAGS = tuple(PITFALLS)
+ALL_TAGS = tuple(PITFALLS)  # what the trained-state check may find: any of them
 
 
 def _from_diagnosis(diag: Diagnosis, expected: str) -> Outcome:
@@ -988,23 +991,43 @@ def mutable_true(ev: Evidence) -> Outcome:
     return Outcome(True, expected)
 
 
+# Shapes that do not fit the variables explain shape errors in any module check.
+_SHAPES = ("variable_shape", "stats_over_features")
+_FLOW_NAMES = ("apply_not_mutable", "flow_collections", "jax_jit_on_state", "output_not_flat", "seed_not_cast",
+               "stats_not_in_batch_stats", "flag_ignored")
+
+MODULE_RUNS = Check("module_runs", "MyBatchNorm initializes and applies", 0, module_runs)
+TRAIN_OUTPUT = Check("train_output", "Training mode normalizes with the batch statistics", 15, train_output,
+                     (MODULE_RUNS,), names=TRAIN_TAGS + _SHAPES)
 CHECKS: tuple[Check, ...] = (
-    Check("module_runs", "MyBatchNorm initializes and applies", 0, module_runs),
-    Check("variables", "Variables: params gamma/beta, batch_stats running_mean/running_var", 8, variables, ("module_runs",)),
-    Check("initial_values", "Initial values: ones, zeros, zeros, ones", 5, initial_values, ("module_runs",)),
-    Check("init_guard", "init leaves the running statistics alone (is_initializing guard)", 10, init_guard, ("module_runs",)),
-    Check("train_output", "Training mode normalizes with the batch statistics", 15, train_output, ("module_runs",)),
-    Check("running_update", "Training mode updates the running statistics (EMA)", 15, running_update, ("module_runs",)),
-    Check("eval_output", "Eval mode normalizes with the running statistics", 10, eval_output, ("module_runs",)),
-    Check("eval_frozen", "Eval mode leaves the running statistics unchanged", 5, eval_frozen, ("module_runs",)),
-    Check("given_state", "Trained gamma/beta and running statistics are used correctly", 8, given_state, ("module_runs",)),
-    Check("gradients", "Gradients flow through the batch statistics", 9, gradients, ("module_runs",)),
-    Check("flow", "init_and_apply: init, split, apply(mutable), flatten", 10, flow, ("module_runs",)),
-    Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end, ("module_runs",)),
-    Check("stability", "Numerical stability with large offsets (advice, no points)", 0, stability, ("train_output",),
+    MODULE_RUNS,
+    Check("variables", "Variables: params gamma/beta, batch_stats running_mean/running_var", 8, variables,
+          (MODULE_RUNS,), names=("stats_not_in_batch_stats", "stats_not_variables", "wrong_variable_names",
+                                 "variable_shape")),
+    Check("initial_values", "Initial values: ones, zeros, zeros, ones", 5, initial_values, (MODULE_RUNS,),
+          names=("wrong_initial_values",)),
+    Check("init_guard", "init leaves the running statistics alone (is_initializing guard)", 10, init_guard,
+          (MODULE_RUNS,), names=("init_updates_stats",)),
+    TRAIN_OUTPUT,
+    Check("running_update", "Training mode updates the running statistics (EMA)", 15, running_update, (MODULE_RUNS,),
+          names=UPDATE_TAGS + _SHAPES),
+    Check("eval_output", "Eval mode normalizes with the running statistics", 10, eval_output, (MODULE_RUNS,),
+          names=EVAL_TAGS + _SHAPES),
+    Check("eval_frozen", "Eval mode leaves the running statistics unchanged", 5, eval_frozen, (MODULE_RUNS,),
+          names=FROZEN_TAGS + _SHAPES),
+    Check("given_state", "Trained gamma/beta and running statistics are used correctly", 8, given_state,
+          (MODULE_RUNS,), names=ALL_TAGS),
+    Check("gradients", "Gradients flow through the batch statistics", 9, gradients, (MODULE_RUNS,),
+          names=("gradient_blocked",) + TRAIN_TAGS + _SHAPES),  # a wrong training output's gradient: its tags
+    Check("flow", "init_and_apply: init, split, apply(mutable), flatten", 10, flow, (MODULE_RUNS,),
+          names=_FLOW_NAMES),
+    Check("end_to_end", "init_and_apply with your MyBatchNorm, end to end", 5, end_to_end, (MODULE_RUNS,),
+          names=_FLOW_NAMES),
+    Check("stability", "Numerical stability with large offsets (advice, no points)", 0, stability, (TRAIN_OUTPUT,),
           advisory=True),
     Check("mutable_true", "apply's mutable argument (advice, no points)", 0, mutable_true, advisory=True),
-    Check("jit", "MyBatchNorm works under jax.jit (advice, no points)", 0, jittable, ("module_runs",), advisory=True),
+    Check("jit", "MyBatchNorm works under jax.jit (advice, no points)", 0, jittable, (MODULE_RUNS,), advisory=True,
+          names=("not_jittable",)),
 )
 MAX_SCORE = sum(c.weight for c in CHECKS)
 
@@ -1046,7 +1069,7 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS,
     named = {p.finding: p for p in pitfalls.values()}
     ev.check_names = {c.id: c.name for c in checks}
     for check in checks:
-        failed_deps = [d for d in check.depends if results[d].status != "passed"]
+        failed_deps = [d.id for d in check.depends if results[d.id].status != "passed"]
         if ev.run.import_error is not None:
             err = ev.run.import_error
             if err["type"] == "missing":
@@ -1081,8 +1104,9 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS,
                               "please report it to your instructor")
         if check.expected:
             outcome = dataclasses.replace(outcome, expected=check.expected)
-        if any(t not in named for t in outcome.tags):
-            outcome = dataclasses.replace(outcome, tags=tuple(t for t in outcome.tags if t in named))
+        if any(t not in named or t not in check.names for t in outcome.tags):
+            outcome = dataclasses.replace(outcome, tags=tuple(t for t in outcome.tags
+                                                              if t in named and t in check.names))
         outcome = _explained(outcome, charged, named) or outcome
         status = "passed" if outcome.passed else "failed"
         if not outcome.passed:

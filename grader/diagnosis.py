@@ -17,52 +17,13 @@ import numpy as np
 
 from grader.compare import Mismatch, within, worst
 from grader.oracle import CONTRACT, Variant
+from grader.pitfalls import PITFALLS
 
 # (tag, how the oracle models it). Several models may share a tag.
-MISTAKES: tuple[tuple[str, dict[str, object]], ...] = (
-    ("stats_over_features", {"axis": "features"}),
-    ("stats_over_features", {"axis": "features_broadcast"}),
-    ("stats_over_features", {"axis": "all"}),
-    ("variance_wrong", {"variance": "uncentered"}),
-    ("variance_wrong", {"variance": "plus_mean"}),
-    ("variance_wrong", {"variance": "pooled"}),
-    ("unbiased_variance", {"norm_ddof": 1, "update_ddof": 1}),
-    ("unbiased_variance", {"norm_ddof": 1}),
-    ("unbiased_variance", {"update_ddof": 1}),
-    ("eps_misplaced", {"eps": "outside"}),
-    ("eps_misplaced", {"eps": "none"}),
-    ("train_uses_running_stats", {"train_stats": "running_old"}),
-    ("train_uses_running_stats", {"train_stats": "running_new"}),
-    ("eval_uses_batch_stats", {"eval_stats": "batch"}),
-    ("running_stats_crossed", {"eval_stats": "crossed"}),
-    ("running_stats_crossed", {"eval_stats": "mean_twice"}),
-    ("running_stats_crossed", {"eval_stats": "var_twice"}),
-    ("train_skips_update", {"update_in_train": False}),
-    ("eval_updates_stats", {"update_in_eval": True}),
-    ("momentum_reversed", {"momentum_reversed": True}),
-    ("momentum_value", {"momentum": 0.99}),  # flax.linen.BatchNorm's default
-    ("momentum_value", {"momentum": 0.999}),
-    ("momentum_value", {"momentum": 0.95}),
-    ("momentum_value", {"momentum": 0.81}),  # the update applied twice per step
-    ("ema_debiased", {"update_rule": "debiased"}),
-    ("ema_first_overwrite", {"update_rule": "first_overwrite"}),
-    ("eps_misplaced", {"eps_value": 1e-3}),  # Keras's default
-    ("eps_misplaced", {"eps_value": 1e-8}),
-    ("affine_misapplied", {"affine": "none"}),
-    ("affine_misapplied", {"affine": "swapped"}),
-    ("affine_misapplied", {"affine": "no_gamma"}),
-    ("affine_misapplied", {"affine": "no_beta"}),
-    ("affine_misapplied", {"affine": "minus_beta"}),
-    ("affine_misapplied", {"affine": "one_plus_gamma"}),
-    ("affine_misapplied", {"affine": "minus_gamma"}),
-    ("affine_misapplied", {"affine": "gamma_both"}),
-    ("std_misused", {"scale": "var"}),
-    ("std_misused", {"scale": "times_std"}),
-    ("std_misused", {"scale": "none"}),
-    ("not_centered", {"center": "none"}),
-    ("not_centered", {"center": "plus_mean"}),
-    ("variance_not_clipped", {"variance": "unclipped"}),
-)
+# (finding, how the oracle models it), from the pitfalls that own the models;
+# several models may share a tag.
+MISTAKES: tuple[tuple[str, dict[str, object]], ...] = tuple(
+    (pitfall.tag, dict(model)) for pitfall in PITFALLS.values() for model in pitfall.models)
 
 
 @dataclasses.dataclass(frozen=True)

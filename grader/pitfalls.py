@@ -2,7 +2,11 @@
 
 Tags are stable identifiers (they appear in results.json, the gradebook and the
 instructors' table); the wording around them is for students. A hint points at
-the idea to revisit, never at the code to paste.
+the idea to revisit, never at the code to paste. A pitfall that shows in the
+values also owns the oracle models that reproduce it (``models``): the diagnosis
+(grader.diagnosis.MISTAKES) is built from them. A new mistake the oracle can
+already express (another constant, axis or rule it models) is one entry here,
+its tag in the `names` of the checks that may see it, and its wrong submission.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ class Pitfall:
     # The engine's finding this pitfall names, when an exercise words it under its
     # own tag (NNX calls Linen's `flag_ignored` `eval_not_switched`). Default: tag.
     finds: str = ""
+    # How the oracle reproduces this mistake (grader.oracle.Variant fields), one
+    # dict per way of making it; diagnosis tries each. None: named by a check's own
+    # logic (an error, a declaration), not by the values.
+    models: tuple[dict[str, object], ...] = dataclasses.field(default=(), compare=False)
 
     @property
     def finding(self) -> str:
@@ -51,6 +59,11 @@ _ALL = (
         "(N,) statistics only broadcast when N == D; reducing over every element "
         "(no axis given) gives one number for all features.",
         "Reduce over axis 0 so that mean and variance have shape (D,).",
+        models=(
+            {"axis": "features"},
+            {"axis": "features_broadcast"},
+            {"axis": "all"},
+        ),
     ),
     Pitfall(
         "eval_updates_stats",
@@ -58,6 +71,9 @@ _ALL = (
         "With use_running_average=True the layer is being evaluated: the running "
         "statistics must come out exactly as they went in.",
         "Write to the running statistics only in the training branch.",
+        models=(
+            {"update_in_eval": True},
+        ),
     ),
     Pitfall(
         "eval_uses_batch_stats",
@@ -66,6 +82,9 @@ _ALL = (
         "batch: normalize with running_mean/running_var instead.",
         "When use_running_average is true, normalize with the running statistics' "
         "`.value`, not with the batch's mean and variance.",
+        models=(
+            {"eval_stats": "batch"},
+        ),
     ),
     Pitfall(
         "running_stats_crossed",
@@ -74,6 +93,11 @@ _ALL = (
         "reading one for the other (or one of them twice) looks right with a fresh "
         "module's zeros and ones only by luck of the numbers, never after training.",
         "Check which running statistic each of mean and var is read from in eval mode.",
+        models=(
+            {"eval_stats": "crossed"},
+            {"eval_stats": "mean_twice"},
+            {"eval_stats": "var_twice"},
+        ),
     ),
     Pitfall(
         "train_uses_running_stats",
@@ -81,6 +105,10 @@ _ALL = (
         "During training the layer normalizes with the current batch's mean and "
         "variance; the running statistics are only updated, for use in eval.",
         "In training mode, compute mean and variance of x over axis 0 and use those.",
+        models=(
+            {"train_stats": "running_old"},
+            {"train_stats": "running_new"},
+        ),
     ),
     Pitfall(
         "train_skips_update",
@@ -89,6 +117,9 @@ _ALL = (
         "them, a trained model evaluates with zeros and ones.",
         "Assign the new value to the variable's `.value` (a local name is not "
         "enough), and check that the guard calls is_initializing().",
+        models=(
+            {"update_in_train": False},
+        ),
     ),
     Pitfall(
         "momentum_reversed",
@@ -96,6 +127,9 @@ _ALL = (
         "With momentum 0.9 the running value keeps 90% of its old value and takes "
         "10% of the batch's: running = momentum * running + (1 - momentum) * batch.",
         "Check which term momentum multiplies.",
+        models=(
+            {"momentum_reversed": True},
+        ),
     ),
     Pitfall(
         "unbiased_variance",
@@ -104,6 +138,11 @@ _ALL = (
         "deviations (divide by N), both to normalize and in the running update; "
         "N-1 is PyTorch's convention for the running variance.",
         "Use the mean of (x - mean)^2 over axis 0 (jnp.var's default ddof=0).",
+        models=(
+            {"norm_ddof": 1, "update_ddof": 1},
+            {"norm_ddof": 1},
+            {"update_ddof": 1},
+        ),
     ),
     Pitfall(
         "eps_misplaced",
@@ -111,6 +150,12 @@ _ALL = (
         "eps keeps the division finite for features with (near) zero variance; the "
         "contract adds it to the variance: sqrt(var + eps).",
         "Divide by sqrt(var + eps).",
+        models=(
+            {"eps": "outside"},
+            {"eps": "none"},
+            {"eps_value": 1e-3},  # Keras's default
+            {"eps_value": 1e-8},
+        ),
     ),
     Pitfall(
         "stats_not_in_batch_stats",
@@ -151,6 +196,16 @@ _ALL = (
         "initial values (ones and zeros) a mistake here is invisible until training "
         "changes them.",
         "Return gamma * x_hat + beta (gamma itself is the scale: not 1 + gamma).",
+        models=(
+            {"affine": "none"},
+            {"affine": "swapped"},
+            {"affine": "no_gamma"},
+            {"affine": "no_beta"},
+            {"affine": "minus_beta"},
+            {"affine": "one_plus_gamma"},
+            {"affine": "minus_gamma"},
+            {"affine": "gamma_both"},
+        ),
     ),
     Pitfall(
         "output_not_flat",
@@ -195,6 +250,12 @@ _ALL = (
         "applying the update twice in one step moves them as momentum 0.81 would.",
         "Check the momentum your module uses (its default, or what you pass to "
         "nn.BatchNorm).",
+        models=(
+            {"momentum": 0.99},  # flax.linen.BatchNorm's default
+            {"momentum": 0.999},
+            {"momentum": 0.95},
+            {"momentum": 0.81},  # the update applied twice per step
+        ),
     ),
     Pitfall(
         "variance_not_clipped",
@@ -205,6 +266,9 @@ _ALL = (
         "clips it at zero for this reason.",
         "Compute the variance as mean((x - mean)^2), or clip the one-pass form with "
         "jnp.maximum(var, 0.0).",
+        models=(
+            {"variance": "unclipped"},
+        ),
     ),
     Pitfall(
         "update_weights",
@@ -222,6 +286,11 @@ _ALL = (
         "variance, multiplying, or not dividing at all leaves the output on another scale "
         "than unit variance.",
         "Divide x - mean by jnp.sqrt(var + eps).",
+        models=(
+            {"scale": "var"},
+            {"scale": "times_std"},
+            {"scale": "none"},
+        ),
     ),
     Pitfall(
         "not_centered",
@@ -229,6 +298,10 @@ _ALL = (
         "Normalizing centres each feature first: x - mean. Without it (or with + mean) the "
         "output keeps the batch's offset.",
         "Subtract the mean you normalize with: (x - mean) / sqrt(var + eps).",
+        models=(
+            {"center": "none"},
+            {"center": "plus_mean"},
+        ),
     ),
     Pitfall(
         "variance_wrong",
@@ -237,6 +310,11 @@ _ALL = (
         "variance plus mean^2, mean((x + mean)^2) measures something else, and one number over every "
         "element mixes the features.",
         "Compute jnp.mean(jnp.square(x - mean), axis=0) (or jnp.var(x, axis=0)).",
+        models=(
+            {"variance": "uncentered"},
+            {"variance": "plus_mean"},
+            {"variance": "pooled"},
+        ),
     ),
     Pitfall(
         "ema_debiased",
@@ -246,6 +324,9 @@ _ALL = (
         "updates with the plain EMA, with no step counter.",
         "Use running = momentum * running + (1 - momentum) * batch, with no division "
         "and no count.",
+        models=(
+            {"update_rule": "debiased"},
+        ),
     ),
     Pitfall(
         "ema_first_overwrite",
@@ -253,6 +334,9 @@ _ALL = (
         "Some libraries copy the first batch's statistics into the running ones; here "
         "the first update is an EMA step from the initial zeros and ones like every other.",
         "Apply the same EMA update at every training step, the first one included.",
+        models=(
+            {"update_rule": "first_overwrite"},
+        ),
     ),
     Pitfall(
         "not_jittable",

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, SUBMISSIONS, TEST_SECRET
 
 # A third exercise, defined here and nowhere else: only the training output counts.
 TINY_CHECKS: tuple[Check, ...] = tuple(
-    dataclasses.replace(c, weight={"train_output": 100}.get(c.id, 0), depends=("module_runs",) if c.depends else ())
+    dataclasses.replace(c, weight={"train_output": 100}.get(c.id, 0), depends=c.depends[:1])
     for c in CHECKS if c.id in ("module_runs", "train_output"))
 
 
@@ -57,7 +57,23 @@ def test_every_exercise_is_complete():
         ids = [c.id for c in exercise.checks]
         assert len(ids) == len(set(ids))
         for check in exercise.checks:
-            assert set(check.depends) <= set(ids[: ids.index(check.id)])
+            assert {d.id for d in check.depends} <= set(ids[: ids.index(check.id)])
+
+
+def test_every_pitfall_is_declared_by_a_check_that_may_name_it():
+    """The declarations agree: a check names only findings that exist, each
+    exercise's pitfalls are all reachable, and the models behind a numeric finding
+    are owned by its pitfall (diagnosis.MISTAKES is built from them)."""
+    from grader.diagnosis import MISTAKES
+
+    for exercise in EXERCISES.values():
+        findings = {p.finding for p in exercise.pitfalls.values()}
+        declared = {name for check in exercise.checks for name in check.names}
+        assert findings <= declared, (exercise.name, findings - declared)
+    engine = set(PITFALLS) | {p.finding for e in EXERCISES.values() for p in e.pitfalls.values()}
+    assert {name for e in EXERCISES.values() for c in e.checks for name in c.names} <= engine
+    assert {tag for tag, _ in MISTAKES} == {tag for tag, p in PITFALLS.items() if p.models}
+    assert all(dict(model) in [m for t, m in MISTAKES if t == tag] for tag, p in PITFALLS.items() for model in p.models)
 
 
 def test_nnx_words_never_point_at_linen_apis():
@@ -84,3 +100,21 @@ def test_the_nnx_kit_and_bundle_grade_their_own_exercise():
     assert b"exercise/nnx" not in kit["INSTRUCTIONS.md"] + kit["batchnorm.py"]
     bundle = gradescope_files("s3cret", "batchnorm_nnx")
     assert b"--exercise batchnorm_nnx" in bundle["run_autograder"]
+
+
+def test_readme_nnx_rubric_and_pitfalls_follow_the_declarations():
+    """The README's NNX rubric (points, order, advice, dependencies) and its pitfall
+    lists are the NNX exercise's own declarations."""
+    text = (ROOT / "README.md").read_text()
+    rubric = text.split("#### The NNX rubric (100 points)", 1)[1].split("\n\n", 2)[1]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in rubric.splitlines()[2:]]
+    nnx = get("batchnorm_nnx")
+    assert [r[1] for r in rows] == ["advice" if c.advisory else str(c.weight) for c in nnx.checks]
+    assert [bool(r[2]) for r in rows] == [bool(c.depends) for c in nnx.checks]
+    section = text.split("#### Pitfalls NNX names", 1)[1].split("\n### ", 1)[0]
+    own = set(re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M))
+    shared = set(re.findall(r"`([a-z_]+)`", section.split("And every Linen tag", 1)[1].split("(`init_updates", 1)[0]))
+    assert own == {t for t in nnx.pitfalls if t not in PITFALLS}
+    assert shared == {t for t in nnx.pitfalls if t in PITFALLS}
+    renamed = {p.finds for p in nnx.pitfalls.values() if p.finds}
+    assert set(PITFALLS) - shared - renamed == {"init_updates_stats", "apply_not_mutable", "flow_collections"}
