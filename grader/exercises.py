@@ -5,8 +5,9 @@ worker-side module that runs the student's code and reports plain arrays (its
 *adapter*: the same probes and output keys for every BatchNorm, whatever the
 framework), its checks table and the words of its pitfalls. Everything else
 (cases, sandbox, wire, evidence, oracle, diagnosis, reports, batch, bundles) is
-shared. Adding an exercise: its files, an adapter module in ``grader/``, and one
-entry in :data:`EXERCISES`.
+shared. Adding an exercise: its files, one entry in :data:`EXERCISES`, and, when
+no existing adapter reads it, an adapter module in ``grader/`` named in
+``grader.protocol.ADAPTERS`` (the worker imports and receives only those).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from grader.pitfalls import PITFALLS, Pitfall
+from grader.protocol import ADAPTERS  # noqa: F401 - an exercise's adapter must be one of these
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT = "batchnorm_linen"
-# Worker-side modules an exercise may name (the worker imports only these).
-ADAPTERS = ("probes", "probes_nnx")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,11 +35,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from grader.protocol import ADAPTERS
+
 LEVELS = ("namespaces", "userns", "uid", "landlock", "process")
 # How much each level confines; --min-isolation compares these.
 STRENGTH = {"namespaces": 4, "userns": 3, "uid": 3, "landlock": 2, "process": 1}
 RUNTIME_PACKAGE = "bngrader_rt"
-RUNTIME_MODULES = ("_launch.py", "_child.py", "_confine.py", "probes.py", "probes_nnx.py", "protocol.py", "wire.py")
+RUNTIME_MODULES = ("_launch.py", "_child.py", "_confine.py", "protocol.py", "wire.py",
+                   *(f"{adapter}.py" for adapter in ADAPTERS))
 MAX_FILE_BYTES = 64 * 1024 * 1024
 SCRATCH_MB = 256  # the worker's whole writable space (home, /tmp, /dev/shm) where it is a tmpfs
 SCRATCH_INODES = 20000

@@ -11,6 +11,11 @@ from __future__ import annotations
 import enum
 
 
+# The exercises' worker-side modules (``grader/<name>.py``): the only ones the worker
+# imports as an adapter, and (with the core below) the runtime copied for it.
+ADAPTERS = ("probes", "probes_nnx")
+
+
 class Frame(str, enum.Enum):
     """Kinds of frames. Grader -> worker: JOB, PROBE, END. Worker -> grader:
     READY (after importing the submission), START (a probe or group begins),
