@@ -170,14 +170,14 @@ def _ungraded(student: Student, reason: str, internal: bool = True):  # noqa: AN
     """A zero result: the grader itself failed on this submission (``internal``),
     or there was nothing to grade (``reason`` says why)."""
     from grader.cases import build_suite
-    from grader.checks import MAX_SCORE
+    from grader.exercises import get as get_exercise
     from grader.results import GradeResult
 
     assert _OPTIONS is not None
     if internal:
         print(f"grader: internal error grading {student.id}: {reason}", file=sys.stderr)
         reason = f"the grader failed on this submission ({reason}); please report it to your instructor"
-    return GradeResult(submission=student.id, score=0, max_score=MAX_SCORE, checks=[], suite=build_suite(
+    return GradeResult(submission=student.id, score=0, max_score=get_exercise(_OPTIONS.exercise).max_score, checks=[], suite=build_suite(
         _OPTIONS.secret).name, cases=0, shapes=0, isolation=str(_OPTIONS.isolation), seconds=0.0, problem=reason,
         exercise=_OPTIONS.exercise)
 

@@ -44,3 +44,16 @@ def test_probes_carry_inputs_only():
         # the flow's seed is the exercise's seed argument, not one of ours
         for name in probe.arrays:
             assert name in {"train", "eval", "seeds", "x", "gamma", "beta", "running_mean", "running_var", "w"}
+
+
+def test_readme_states_the_hidden_suite_s_size():
+    """The README's "N cases over M shapes" is the suite's (the same for every secret)."""
+    import re
+
+    from tests.conftest import ROOT, TEST_SECRET
+
+    found = re.search(r"hidden suite: ([\d,]+) cases over (\d+) shapes", (ROOT / "README.md").read_text())
+    assert found, "the README no longer states the suite's size"
+    for secret in (TEST_SECRET, "another-secret"):
+        suite = build_suite(secret)
+        assert (int(found.group(1).replace(",", "")), int(found.group(2))) == (suite.case_count, len(suite.shapes))

@@ -89,19 +89,6 @@ def test_unknown_exercise_is_refused_with_the_choices():
         get("batchnorm_pytorch")
 
 
-def test_the_nnx_kit_and_bundle_grade_their_own_exercise():
-    from grader.bundle import gradescope_files, handout_files
-
-    kit = handout_files("batchnorm_nnx")
-    assert kit["batchnorm.py"] != handout_files()["batchnorm.py"]
-    assert b"nnx" in kit["batchnorm.py"] and b"--exercise batchnorm_nnx" in kit["check.sh"]
-    reference = (ROOT / "solution" / "nnx" / "batchnorm.py").read_bytes()
-    assert all(reference not in content for content in kit.values())
-    assert b"exercise/nnx" not in kit["INSTRUCTIONS.md"] + kit["batchnorm.py"]
-    bundle = gradescope_files("s3cret", "batchnorm_nnx")
-    assert b"--exercise batchnorm_nnx" in bundle["run_autograder"]
-
-
 def test_readme_nnx_rubric_and_pitfalls_follow_the_declarations():
     """The README's NNX rubric (points, order, advice, dependencies) and its pitfall
     lists are the NNX exercise's own declarations."""
