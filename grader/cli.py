@@ -142,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     gs.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
 
     st = sub.add_parser("selftest", help="check the grader on the reference, the stub and known-wrong submissions")
+    exercise(st)
+    st.add_argument("--known-wrong", metavar="DIR",
+                    help="grade these known-wrong submissions (first line '# pitfall: TAG') instead of the bundled ones")
     st.add_argument("--timeout", type=_positive(float, "--timeout"), default=60.0, help=argparse.SUPPRESS)
 
     e = sub.add_parser("examples", help="grade every .py in a folder into one table")
@@ -284,7 +287,11 @@ def _gradescope(args: argparse.Namespace) -> int:
 def _selftest(args: argparse.Namespace) -> int:
     from grader.selftest import run_selftest
 
-    return 0 if run_selftest(timeout=args.timeout) else 1
+    folder = Path(args.known_wrong) if args.known_wrong else None
+    if folder is not None and not folder.is_dir():
+        print(f"grader: --known-wrong {args.known_wrong}: not a folder", file=sys.stderr)
+        return 2
+    return 0 if run_selftest(_exercise(args), folder, timeout=args.timeout) else 1
 
 
 def _batch(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """``python -m grader selftest``: does the grader still hold on this machine?
 
-Grades the reference (must score 100 with no pitfall), the untouched stub (must
-score 0) and every known-wrong submission (each must lose points under the
-pitfall its first line declares, '# pitfall: TAG', and no other). Run it after
-editing the exercise or upgrading Flax or JAX.
+Grades an exercise's reference (must score 100 with no pitfall), its untouched
+stub (must score 0) and every known-wrong submission (each must lose points under
+the pitfall its first line declares, '# pitfall: TAG', and no other). Run it after
+editing the exercise or upgrading Flax or JAX; ``--known-wrong DIR`` checks a
+course's own collection of wrong submissions instead of the bundled one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from rich.table import Table
 from grader.isolation import PROJECT_DIR
 
 SELFTEST_SECRET = "selftest"
-KNOWN_WRONG_DIRS = (PROJECT_DIR / "tests" / "submissions" / "wrong", PROJECT_DIR / "examples")
+# The bundled known-wrong submissions of each exercise (the first folder that has any).
+KNOWN_WRONG_DIRS = {
+    "batchnorm_linen": (PROJECT_DIR / "tests" / "submissions" / "wrong", PROJECT_DIR / "examples"),
+    "batchnorm_nnx": (PROJECT_DIR / "tests" / "submissions_nnx" / "wrong",),
+}
 
 
 def _declared(path: Path) -> str | None:
@@ -30,38 +35,44 @@ def _declared(path: Path) -> str | None:
     return ", ".join(sorted(t.strip() for t in first.removeprefix("# pitfall: ").split(",")))
 
 
-def known_wrong() -> list[tuple[Path, str]]:
-    for folder in KNOWN_WRONG_DIRS:
+def known_wrong(exercise: str, folders: tuple[Path, ...] | None = None) -> list[tuple[Path, str]]:
+    for folder in folders or KNOWN_WRONG_DIRS.get(exercise, ()):
         found = [(p, tag) for p in sorted(folder.glob("*.py")) if (tag := _declared(p))]
         if found:
             return found
     return []
 
 
-def _grade(job: tuple[Path, float]) -> tuple[int, int, tuple[str, ...]]:
+def _grade(job: tuple[Path, float, str]) -> tuple[int, int, tuple[str, ...]]:
     from grader.grade import grade
 
-    path, timeout = job
-    result = grade(path, SELFTEST_SECRET, timeout=timeout, workers=1)
+    path, timeout, exercise = job
+    result = grade(path, SELFTEST_SECRET, timeout=timeout, workers=1, exercise=exercise)
     return result.score, result.max_score, result.tags
 
 
-def run_selftest(timeout: float = 60.0, jobs: int = 2) -> bool:
+def run_selftest(exercise: str, known_wrong_dir: Path | None = None, timeout: float = 60.0, jobs: int = 2) -> bool:
+    """Print the table; True when every row holds."""
+    from grader.exercises import get
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     console = Console(highlight=False)
-    table = Table(title="grader self-test", header_style="bold")
+    chosen = get(exercise)
+    table = Table(title=f"grader self-test: {chosen.name}", header_style="bold")
     for column in ("submission", "expected", "got", "verdict"):
         table.add_column(column)
     ok_all = True
-    plan: list[tuple[Path, str]] = [(PROJECT_DIR / "solution" / "batchnorm.py", "100, no pitfall"),
-                                    (PROJECT_DIR / "exercise" / "batchnorm.py", "0")]
-    plan += [(p, tag) for p, tag in known_wrong()]
+    plan: list[tuple[Path, str]] = [(chosen.reference, "100, no pitfall"), (chosen.stub, "0")]
+    wrong = known_wrong(chosen.name, (known_wrong_dir,) if known_wrong_dir else None)
+    if known_wrong_dir and not wrong:
+        console.print(f"[red]{known_wrong_dir} holds no .py file whose first line is '# pitfall: TAG'.[/]")
+        return False
+    plan += wrong
     plan = [(p, e) for p, e in plan if p.is_file()]
     # One submission per process at a time: each grading process is one session.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        outcomes = list(pool.map(_grade, [(p, timeout) for p, _ in plan]))
+        outcomes = list(pool.map(_grade, [(p, timeout, chosen.name) for p, _ in plan]))
     for (path, expectation), (score, max_score, tags) in zip(plan, outcomes):
         got = f"{score}, {', '.join(tags) or 'no pitfall'}"
         if expectation == "100, no pitfall":

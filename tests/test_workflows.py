@@ -193,11 +193,33 @@ def test_junit_agrees_with_results_json(tmp_path):
     assert failure.get("type") == "init_updates_stats" and "is_initializing" in failure.text
 
 
-def test_selftest_says_the_grader_holds():
-    run = run_cli("selftest", timeout=600)
+@pytest.mark.parametrize(("exercise", "files"), [
+    ("batchnorm_linen", ("init_no_guard.py", "two_mistakes_guard_momentum.py")),
+    ("batchnorm_nnx", ("momentum_reversed.py", "stats_as_params.py")),
+])
+def test_selftest_says_the_grader_holds(exercise: str, files: tuple[str, ...], tmp_path: Path):
+    """Reference, stub and a course's own known-wrong folder, in the exercise's terms.
+    (Every bundled wrong submission's tag is proven by the grading tests; here the
+    command itself, on two of them.)"""
+    folder = ROOT / "tests" / ("submissions" if exercise == "batchnorm_linen" else "submissions_nnx") / "wrong"
+    for name in files:
+        shutil.copy(folder / name, tmp_path / name)
+    run = run_cli("selftest", "--exercise", exercise, "--known-wrong", str(tmp_path), env={"COLUMNS": "200"},
+                  timeout=600)
     assert run.code == 0, run.stdout[-2000:]
-    assert "The grader holds." in run.stdout
-    assert "BROKEN" not in run.stdout
+    assert "The grader holds." in run.stdout and "BROKEN" not in run.stdout
+    assert exercise in run.stdout and all(name in run.stdout for name in files)
+
+
+def test_selftest_reports_a_known_wrong_file_the_grader_no_longer_names(tmp_path: Path):
+    text = NO_GUARD.read_text().splitlines()
+    (tmp_path / "mislabelled.py").write_text("\n".join(["# pitfall: momentum_reversed", *text[1:]]) + "\n")
+    run = run_cli("selftest", "--known-wrong", str(tmp_path), timeout=600)
+    assert run.code == 1 and "BROKEN" in run.stdout and "no longer holds" in run.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("selftest", "--known-wrong", str(empty)).code == 1
+    assert run_cli("selftest", "--known-wrong", str(tmp_path / "absent")).code == 2
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script for a terminal")
