@@ -105,3 +105,13 @@ def test_readme_nnx_rubric_and_pitfalls_follow_the_declarations():
     assert shared == {t for t in nnx.pitfalls if t in PITFALLS}
     renamed = {p.finds for p in nnx.pitfalls.values() if p.finds}
     assert set(PITFALLS) - shared - renamed == {"init_updates_stats", "apply_not_mutable", "flow_collections"}
+
+
+def test_the_instructions_name_only_tags_the_grader_gives():
+    """Students read '[tag]' in the instructions and then in the grader's output."""
+    for exercise in EXERCISES.values():
+        named = set(re.findall(r"\[`([a-z_]+)`\]", exercise.instructions.read_text()))
+        assert named <= set(exercise.pitfalls), (exercise.name, named - set(exercise.pitfalls))
+    nnx = get("batchnorm_nnx")
+    assert {t for t in nnx.pitfalls if t not in PITFALLS} <= set(
+        re.findall(r"\[`([a-z_]+)`\]", nnx.instructions.read_text()))
