@@ -24,7 +24,7 @@ from grader.evidence import (CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malforme
 from grader.sandbox import ProbeResult
 from grader.oracle import Variant
 from grader.pitfalls import PITFALLS, Pitfall
-from grader.protocol import GRADER_KINDS
+from grader.protocol import GRADER_KINDS, role_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +207,9 @@ def variables(ev: Evidence) -> Outcome:
     elif not any(n.startswith("batch_stats/") for n in names):
         tags.append("stats_not_in_batch_stats")
         problems.append("there is no batch_stats collection")
-    bare = [n for n in names if n.startswith("array/")] + _rebound(good[0])
+    # Plain arrays that play a running statistic (a jnp scalar momentum is no mistake).
+    bare = [n for n in names if n.startswith("array/") and role_of(tuple(n.split("/"))) in ("running_mean", "running_var")]
+    bare += _rebound(good[0])
     if bare:  # NNX: running statistics held (or left, after a call) as plain arrays
         tags.append("stats_not_variables")
         problems.append(f"{', '.join(bare)} {'is a' if len(bare) == 1 else 'are'} plain array"

@@ -387,7 +387,13 @@ def test_the_stub_fails_every_probe_with_its_friendly_message():
 # --- the bundled submissions ----------------------------------------------------------
 
 
+# Correct styles whose init_and_apply cannot be traced (it returns a NumPy array):
+# graded case by case, eagerly, which is no mistake.
+EAGER_FLOWS = {"numpy_result"}
+
+
 @pytest.mark.parametrize("path", CORRECT, ids=lambda p: p.stem)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # `.value`, sow(): deprecated, still correct
 def test_correct_submissions_match_the_oracle_under_jit(path: Path):
     module = _load(path)
     for probe in (_default("2x3"), _default("64x9")):
@@ -396,7 +402,7 @@ def test_correct_submissions_match_the_oracle_under_jit(path: Path):
         _assert_close(probe, got, _expected_default(probe))
     for flow in SUITE.flow_probes():
         got, meta = probes_nnx.probe_flow(module, flow.params, flow.arrays)
-        assert meta["mode"] == "jit", meta
+        assert meta["mode"] == ("eager" if path.stem in EAGER_FLOWS else "jit"), meta
         x = flow.arrays["x"][None].astype(np.float64)
         d = x.shape[-1]
         ones, zeros = np.ones((1, d)), np.zeros((1, d))
