@@ -10,6 +10,7 @@ an earlier check, so that each mistake costs its own share of the score.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable, Mapping
 
@@ -130,24 +131,24 @@ def _complete(ev: Evidence) -> tuple[list[Trajectory], list[tuple[str, dict[str,
     return complete, errors, square_ok
 
 
-def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[Item], str] | None) -> Diagnosis:
+def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[Item], object] | None) -> Diagnosis:
     """One diagnosis, or one per group of items whose names are then joined."""
     if group is None:
         return diagnose(items, tags)
-    groups: dict[str, list[Item]] = {}
+    groups: dict[object, list[Item]] = {}
     for item in items:
         groups.setdefault(group(item), []).append(item)
     failed = [d for d in (diagnose(part, tags) for part in groups.values()) if not d.passed]
     if not failed:
         return Diagnosis(passed=True)
     named = tuple(dict.fromkeys(t for d in failed for t in d.tags))
-    detail = "; ".join(f"{d.where.split(' ', 1)[0]}: {d.detail}" for d in failed if d.detail)
+    detail = "; ".join(dict.fromkeys(f"{d.where.split(' ', 1)[0]}: {d.detail}" for d in failed if d.detail))
     return Diagnosis(False, named, failed[0].mismatch, failed[0].where, failed[0].models if len(failed) == 1 else (),
                      detail)
 
 
 def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], tags: tuple[str, ...], expected: str,
-                      group: Callable[[Item], str] | None = None, extra: list[Item] | None = None) -> Outcome:
+                      group: Callable[[Item], object] | None = None, extra: list[Item] | None = None) -> Outcome:
     complete, errors, square_ok = _complete(ev)
     items: list[Item] = []
     for traj in complete:
@@ -220,13 +221,20 @@ def variables(ev: Evidence) -> Outcome:
             tags = [t for t in tags if t != "stats_not_in_batch_stats"]
             problems = [p for p in problems if not p.startswith("running statistics found as")]
     with_tools = [t for t in good if t.names("split") or t.names("optimizer")]  # NNX: the first probe of a group
+    # NNX: gamma/beta declared as another Variable type than nnx.Param (right names, wrong type).
+    params_elsewhere = [n for n in names if n.rsplit("/", 1)[-1] in ("gamma", "beta") and not n.startswith("params/")]
+    if params_elsewhere and with_tools:
+        tags.append("params_not_param")
+        problems.append(f"gamma/beta found as {', '.join(params_elsewhere)}: not nnx.Param, so no optimizer over "
+                        "nnx.Param trains them")
     tool_tags, tool_problems = _nnx_tools(with_tools[0], with_tools[0].names("init")) if with_tools else ([], [])
     if tool_problems:
         problems.extend(tool_problems)
-        if not any(t in tags for t in ("stats_not_in_batch_stats", "stats_not_variables")):
-            tags.extend(tool_tags)  # else the declared types already named the one cause
+        declared = {"stats_not_in_batch_stats", "stats_not_variables"} & set(tags), "params_not_param" in tags
+        # where the declared types already named a cause, the tools only show it
+        tags.extend(t for t in tool_tags if not (declared[1] if t == "params_not_param" else declared[0]))
     missing = [n for n in wanted if n not in names]
-    if missing and not misplaced and not bare:
+    if missing and not misplaced and not bare and not (params_elsewhere and with_tools):
         tags.append("wrong_variable_names")
         problems.append(f"found {', '.join(names) or 'no variables'}")
     extra = [n for n in names if n not in wanted]
@@ -246,7 +254,8 @@ def _nnx_tools(traj: Trajectory, names: list[str]) -> tuple[list[str], list[str]
     """What NNX's own tools made of the running statistics (the NNX worker's
     optimizer/, split/ and merged/ keys; absent for Linen): tags and problems."""
     arrays = traj.result.arrays
-    stats = [name for role, name in role_names(names).items() if role in ("running_mean", "running_var")]
+    roles = role_names(names)
+    stats = [name for role, name in roles.items() if role in ("running_mean", "running_var")]
     tags: list[str] = []
     problems: list[str] = []
     moved = [name for name in stats if f"optimizer/{name}" in arrays
@@ -258,6 +267,13 @@ def _nnx_tools(traj: Trajectory, names: list[str]) -> tuple[list[str], list[str]
     split = traj.names("split")
     if split:
         groups = {name.split("/", 1)[1]: name.split("/", 1)[0] for name in split}
+        for name in [roles[r] for r in ("gamma", "beta") if r in roles]:
+            group = groups.get(name.split("/", 1)[1])
+            if group != "params":
+                tags.append("params_not_param")
+                problems.append(f"nnx.split(model, nnx.Param, nnx.BatchStat, ...) does not put "
+                                f"{name.split('/', 1)[1]} with the params: it is no nnx.Param, so no optimizer "
+                                "over nnx.Param trains it")
         for name in stats:
             group = groups.get(name.split("/", 1)[1])
             if group is None:
@@ -267,7 +283,15 @@ def _nnx_tools(traj: Trajectory, names: list[str]) -> tuple[list[str], list[str]
             elif group == "rest" and not name.startswith("params/"):
                 problems.append(f"nnx.split(model, nnx.Param, nnx.BatchStat) leaves {name.split('/', 1)[1]} over "
                                 "(it raises 'Non-exhaustive filters')")
-        if "merged/y" in arrays and "eval/y" in arrays and np.shape(arrays["merged/y"]) == np.shape(
+            elif group == "params" and not moved:
+                tags.append("stats_not_in_batch_stats")
+                problems.append(f"nnx.split(model, nnx.Param, nnx.BatchStat, ...) puts {name.split('/', 1)[1]} "
+                                "with the params: it is an nnx.Param")
+        if "merged/failed" in arrays:
+            tags.append("stats_not_variables")
+            problems.append("the model rebuilt by nnx.merge from nnx.split(model, ...) fails to run: some of its "
+                            "state is kept outside nnx Variables")
+        elif "merged/y" in arrays and "eval/y" in arrays and np.shape(arrays["merged/y"]) == np.shape(
                 arrays["eval/y"]) and not np.allclose(
                 np.asarray(arrays["merged/y"], np.float64), np.asarray(arrays["eval/y"], np.float64),
                 rtol=1e-5, atol=1e-6, equal_nan=True):
@@ -280,9 +304,15 @@ def _nnx_tools(traj: Trajectory, names: list[str]) -> tuple[list[str], list[str]
 def _rebound(traj: Trajectory) -> list[str]:
     """Variables that stop being variables after a training call: reported under
     array/ (by the NNX worker) once `self.x = array` replaced the BatchStat."""
-    after = {k.split("/", 1)[1] for k in traj.result.arrays if k.startswith("train0/array/")}
-    return [f"{name} (after a training call)" for name in traj.names("init")
-            if name.startswith("batch_stats/") and f"array/{name.split('/', 1)[1]}" in after]
+    found = []
+    for name in traj.names("init"):
+        if not name.startswith("batch_stats/"):
+            continue
+        for prefix in [*(f"train{s}" for s in range(traj.steps)), "eval"]:
+            if f"{prefix}/array/{name.split('/', 1)[1]}" in traj.result.arrays:
+                found.append(f"{name} (after {'an eval' if prefix == 'eval' else 'a training'} call)")
+                break
+    return found
 
 
 def _shape_problem(good: list[Trajectory]) -> str:
@@ -522,8 +552,18 @@ def running_update(ev: Evidence) -> Outcome:
     # (the variance's divisor, a forgotten assignment) is named too. The updates
     # from grader-chosen statistics count as well: from a fresh module's zeros and
     # ones, some wrong updates look like none at all.
-    return _run_module_items(ev, build, UPDATE_TAGS, expected, group=lambda item: item.label.split(" ", 1)[0],
-                             extra=_updates_from_given_state(ev))
+    given = _updates_from_given_state(ev)
+    outcome = _run_module_items(ev, build, UPDATE_TAGS, expected, group=lambda item: item.label.split(" ", 1)[0],
+                                extra=given)
+    if outcome.passed or outcome.tags or not given:
+        return outcome
+    # No one mistake explains both: the module's own steps and the grader-chosen ones
+    # apart. A layer right with its defaults but not when momentum=0.9 is passed by
+    # name (PyTorch's convention: momentum=0.1, the update reversed) is named from the latter.
+    apart = _run_module_items(ev, build, UPDATE_TAGS, expected,
+                              group=lambda item: (item.label.split(" ", 1)[0], "grader-chosen" in item.label),
+                              extra=given)
+    return apart if apart.tags else outcome
 
 
 def _updates_from_given_state(ev: Evidence) -> list[Item]:
@@ -824,7 +864,7 @@ def _reference_y(ev: Evidence, probe: Probe, mode: str | None = None) -> np.ndar
     return y[index].reshape(-1)
 
 
-def flow(ev: Evidence) -> Outcome:
+def flow(ev: Evidence, require_build: bool = False) -> Outcome:
     """init_and_apply must give what the student's own MyBatchNorm gives after
     init and one apply on the same seed and input, which the grader runs as an
     ordinary, scored case of the module's probe: a module that behaved otherwise
@@ -849,6 +889,12 @@ def flow(ev: Evidence) -> Outcome:
         if result.error is not None:
             tags += _missing_collection(ev, result.error) or _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
+            continue
+        if require_build and not any(isinstance(c, dict) and c.get("call") == "init"
+                                     for c in result.meta.get("calls") or []):
+            # (the NNX worker notes every construction of the class, under any name)
+            problems.append(f"{where}: init_and_apply never built a MyBatchNorm: the output must come from the "
+                            "model, constructed, switched with train()/eval() and called")
             continue
         if _calls_missing_mutable(result.meta) and not flag:
             tags.append("apply_not_mutable")
@@ -890,6 +936,13 @@ def flow(ev: Evidence) -> Outcome:
 _MODULE_OUTPUT_CHECKS = ("variables", "initial_values", "init_guard", "train_output", "eval_output")
 
 
+def _module_raises(ev: Evidence, err: dict[str, str]) -> bool:
+    """Whether the module's own probes raised this very error (init_and_apply passing
+    on the module's failure), as opposed to init_and_apply failing on its own."""
+    _, bad = ev.trajectories()
+    return any(e.get("type") == err.get("type") and e.get("message") == err.get("message") for _, e in bad)
+
+
 def end_to_end(ev: Evidence) -> Outcome:
     """init_and_apply with the student's own module against the contract: what a
     grader that only compares outputs would see. One cause, one charge: a flow
@@ -902,7 +955,8 @@ def end_to_end(ev: Evidence) -> Outcome:
     for probe in ev.suite.flow_probes():
         result = ev.result(probe)
         n, d, flag, where = _flow_case(probe)
-        if module_charged and _reference_y(ev, probe) is None:
+        if module_charged and _reference_y(ev, probe) is None and (
+                result.error is None or _module_raises(ev, result.error)):
             explained = True  # the module itself fails on this input: charged in its checks
             continue
         if result.error is not None:
@@ -1004,8 +1058,8 @@ TRAIN_OUTPUT = Check("train_output", "Training mode normalizes with the batch st
 CHECKS: tuple[Check, ...] = (
     MODULE_RUNS,
     Check("variables", "Variables: params gamma/beta, batch_stats running_mean/running_var", 8, variables,
-          (MODULE_RUNS,), names=("stats_not_in_batch_stats", "stats_not_variables", "wrong_variable_names",
-                                 "variable_shape")),
+          (MODULE_RUNS,), names=("stats_not_in_batch_stats", "stats_not_variables", "params_not_param",
+                                 "wrong_variable_names", "variable_shape")),
     Check("initial_values", "Initial values: ones, zeros, zeros, ones", 5, initial_values, (MODULE_RUNS,),
           names=("wrong_initial_values",)),
     Check("init_guard", "init leaves the running statistics alone (is_initializing guard)", 10, init_guard,
@@ -1043,6 +1097,9 @@ _NNX_WORDS: dict[str, dict[str, object]] = {
                   "expected": "nnx.Param gamma and beta, nnx.BatchStat running_mean and running_var, each of shape (D,)"},
     "initial_values": {"name": "Initial values after construction: ones, zeros, zeros, ones"},
     "flow": {"name": "init_and_apply: construct, train()/eval(), nnx.jit, flatten", "weight": 15,
+             # its worker notes every construction of MyBatchNorm (under any name): a flow
+             # that never builds the model is no flow, whatever it returns
+             "run": functools.partial(flow, require_build=True),
              "expected": "init_and_apply(seed: float, x, flag: float): MyBatchNorm(D, rngs=nnx.Rngs(int(seed))), "
                          "model.eval() or model.train() as the flag says, one call through nnx.jit, N*D values "
                          "in 1-D"},

@@ -64,8 +64,10 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
                                "Assign into the variable: self.running_mean[...] = new (binding a local name "
                                "is not enough)."),
         "stats_not_in_batch_stats": ("An optimizer over nnx.Param trains every Param: running statistics declared "
-                                     "as Param get gradients and drift; nnx.BatchStat is the state no optimizer "
-                                     "touches and nnx.split(model, nnx.Param, nnx.BatchStat) separates.",
+                                     "as Param get gradients and drift; declared as another Variable type, "
+                                     "nnx.state(model, nnx.BatchStat) and nnx.split(model, nnx.Param, "
+                                     "nnx.BatchStat) do not find them. nnx.BatchStat is the state no optimizer "
+                                     "touches and the split separates.",
                                      "Declare running_mean/running_var as nnx.BatchStat(...)."),
         "wrong_variable_names": ("Checkpoints, optimizers and the exercise's tests find variables by attribute "
                                  "name: nnx.Param gamma/beta and nnx.BatchStat running_mean/running_var. (The "
@@ -83,7 +85,8 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
     for tag, (why, hint) in replace.items():
         words[tag] = dataclasses.replace(words[tag], why=why, hint=hint)
     # NNX's own names for two of Linen's findings.
-    renamed = {"stats_not_in_batch_stats": ("stats_as_params", "running statistics are nnx.Param, not nnx.BatchStat"),
+    renamed = {"stats_not_in_batch_stats": ("stats_as_params", "running statistics are not nnx.BatchStat (an nnx.Param "
+                                                                "or another Variable type)"),
                "flag_ignored": ("eval_not_switched", "model.eval() / model.train() not switched as the flag says")}
     for finding, (tag, title) in renamed.items():
         words[tag] = dataclasses.replace(words.pop(finding), tag=tag, title=title, finds=finding)
@@ -98,6 +101,14 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
         "with an array: the values may look right, but the model can no longer be split into params and "
         "batch statistics.",
         "Declare nnx.BatchStat(...) in __init__ and update in place: self.running_mean[...] = new.",
+    )
+    words["params_not_param"] = Pitfall(
+        "params_not_param",
+        "gamma/beta are not nnx.Param",
+        "An optimizer is built over a model's nnx.Param variables (nnx.Optimizer(model, tx, wrt=nnx.Param)): "
+        "gamma and beta declared as another Variable type are never trained, and "
+        "nnx.split(model, nnx.Param, nnx.BatchStat) files them elsewhere.",
+        "Declare gamma and beta as nnx.Param(...) (the statistics as nnx.BatchStat).",
     )
     words["jax_jit_on_state"] = Pitfall(
         "jax_jit_on_state",

@@ -21,6 +21,7 @@ MAX_HEADER_BYTES = 256 * 1024
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 MAX_INT = 2**53  # JSON numbers beyond this are not plain data (and overflow float())
 MAX_STRING = 4096
+MAX_NAME = 256  # an array's name: "eval/batch_stats/running_mean" and the like
 MAX_DEPTH = 8
 ALLOWED_DTYPES = {"float32", "float64", "int32", "int64", "uint32", "bool"}
 _LEN = struct.Struct(">I")
@@ -113,6 +114,10 @@ def _array_specs(header: dict[str, Any], budget: int) -> list[tuple[str, np.dtyp
         name, dtype, shape = spec["name"], spec["dtype"], spec["shape"]
         if type(name) is not str or name in names:
             raise WireError("array names must be distinct strings")
+        if len(name) > MAX_NAME or not name.isprintable():
+            # Names are quoted to students and instructors: no line breaks, escapes or
+            # bidi controls (a variable named "\r\nScore: 100/100" must not forge a line).
+            raise WireError(f"array name {name[:40]!r} is overlong or holds control characters")
         if dtype not in ALLOWED_DTYPES:
             raise WireError(f"array {name!r} has a refused dtype {dtype!r}")
         if type(shape) is not list or len(shape) > 8 or any(type(d) is not int or d < 0 for d in shape):

@@ -13,6 +13,9 @@ from tests.conftest import ROOT, TEST_SECRET, declared_pitfalls, run_cli
 pytestmark = pytest.mark.slow
 NNX = ROOT / "tests" / "submissions_nnx"
 WRONG_NNX = sorted((NNX / "wrong").glob("*.py"))
+# Found by red-teaming the grader: wrong in ways with no tag; each header says the
+# score it must get and the one check it must lose ("# expect: 85, flow").
+REDTEAM_NNX = sorted((NNX / "redteam").glob("*.py"))
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +25,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     import shutil
 
     folder = tmp_path_factory.mktemp("nnx-class")
-    for path in [*WRONG_NNX, *sorted((NNX / "correct").glob("*.py"))]:
+    for path in [*WRONG_NNX, *REDTEAM_NNX, *sorted((NNX / "correct").glob("*.py"))]:
         shutil.copy(path, folder / f"{path.parent.name}-{path.name}")
     shutil.copy(ROOT / "solution" / "nnx" / "batchnorm.py", folder / "reference.py")
     shutil.copy(ROOT / "exercise" / "nnx" / "batchnorm.py", folder / "stub.py")
@@ -50,3 +53,13 @@ def test_wrong_nnx_submission_is_named_exactly_and_charged_once(path: Path, grad
                                                                 if t["status"] != "passed"]
     charged = [t["name"] for t in data["tests"] if t["max_score"] > 0 and t["score"] < t["max_score"]]
     assert len(charged) == 1, charged
+
+
+@pytest.mark.parametrize("path", REDTEAM_NNX, ids=lambda p: p.stem)
+def test_red_team_submission_gets_its_score_and_loses_its_one_check(path: Path, graded):
+    score, check = path.read_text().splitlines()[0].removeprefix("# expect: ").split(", ")
+    data = graded[f"redteam-{path.stem}"]
+    charged = [t["name"] for t in data["tests"] if t["max_score"] > 0 and t["score"] < t["max_score"]]
+    names = {c.id: c.name for c in get("batchnorm_nnx").checks}
+    assert data["score"] == float(score), [t["output"][:300] for t in data["tests"] if t["status"] != "passed"]
+    assert names[check] in charged

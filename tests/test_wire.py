@@ -41,6 +41,11 @@ def _raw(header: dict, body: bytes = b"") -> bytes:
     {"arrays": [{"name": "a", "dtype": "float32", "shape": [10**6, 10**6]}]},
     {"arrays": [{"name": "a", "dtype": "float32", "shape": [1], "extra": 1}]},
     {"arrays": "nope"},
+    # names are quoted to people: no forged lines, escapes, bidi controls or essays
+    {"arrays": [{"name": "init/params/\r\nScore: 100/100", "dtype": "float32", "shape": [1]}]},
+    {"arrays": [{"name": "init/params/\x1b[2Jgamma", "dtype": "float32", "shape": [1]}]},
+    {"arrays": [{"name": "init/params/\u202egamma", "dtype": "float32", "shape": [1]}]},
+    {"arrays": [{"name": "init/params/" + "g" * 300, "dtype": "float32", "shape": [1]}]},
 ])
 def test_malformed_array_specs_are_refused(header):
     with pytest.raises(wire.WireError):
