@@ -10,7 +10,6 @@ an earlier check, so that each mistake costs its own share of the score.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import sys
 from collections.abc import Callable, Mapping
 
@@ -1086,28 +1085,6 @@ CHECKS: tuple[Check, ...] = (
           names=("not_jittable",)),
 )
 MAX_SCORE = sum(c.weight for c in CHECKS)
-
-# The same checks for the NNX exercise (grader.exercises): the worker's adapter
-# reports the same arrays, so only the words change, and what NNX has no part of:
-# there is no init pass to guard and no `mutable` to spell. Its 10 points go to
-# the two ideas NNX teaches: BatchStat beside Param, and train()/eval() with nnx.jit.
-_NNX_WORDS: dict[str, dict[str, object]] = {
-    "module_runs": {"name": "MyBatchNorm(D, rngs=...) builds and calls"},
-    "variables": {"name": "Variables: nnx.Param gamma/beta, nnx.BatchStat running_mean/running_var", "weight": 13,
-                  "expected": "nnx.Param gamma and beta, nnx.BatchStat running_mean and running_var, each of shape (D,)"},
-    "initial_values": {"name": "Initial values after construction: ones, zeros, zeros, ones"},
-    "flow": {"name": "init_and_apply: construct, train()/eval(), nnx.jit, flatten", "weight": 15,
-             # its worker notes every construction of MyBatchNorm (under any name): a flow
-             # that never builds the model is no flow, whatever it returns
-             "run": functools.partial(flow, require_build=True),
-             "expected": "init_and_apply(seed: float, x, flag: float): MyBatchNorm(D, rngs=nnx.Rngs(int(seed))), "
-                         "model.eval() or model.train() as the flag says, one call through nnx.jit, N*D values "
-                         "in 1-D"},
-}
-NNX_CHECKS: tuple[Check, ...] = tuple(
-    dataclasses.replace(c, **_NNX_WORDS.get(c.id, {}))  # type: ignore[arg-type]
-    for c in CHECKS if c.id not in ("init_guard", "mutable_true"))
-
 
 def _explained(outcome: Outcome, charged: dict[str, str], named: Mapping[str, Pitfall]) -> Outcome | None:
     """A failure whose every named mistake an earlier check already charged."""

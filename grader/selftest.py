@@ -14,14 +14,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from grader.isolation import PROJECT_DIR
 
 SELFTEST_SECRET = "selftest"
-# The bundled known-wrong submissions of each exercise (the first folder that has any).
-KNOWN_WRONG_DIRS = {
-    "batchnorm_linen": (PROJECT_DIR / "tests" / "submissions" / "wrong", PROJECT_DIR / "examples"),
-    "batchnorm_nnx": (PROJECT_DIR / "tests" / "submissions_nnx" / "wrong",),
-}
 
 
 def _declared(path: Path) -> str | None:
@@ -36,7 +30,10 @@ def _declared(path: Path) -> str | None:
 
 
 def known_wrong(exercise: str, folders: tuple[Path, ...] | None = None) -> list[tuple[Path, str]]:
-    for folder in folders or KNOWN_WRONG_DIRS.get(exercise, ()):
+    """The known-wrong files of ``folders`` (default: the exercise's own), first folder with any."""
+    from grader.exercises import get
+
+    for folder in folders or get(exercise).known_wrong:
         found = [(p, tag) for p in sorted(folder.glob("*.py")) if (tag := _declared(p))]
         if found:
             return found

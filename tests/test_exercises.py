@@ -10,6 +10,7 @@ import pytest
 from grader import exercises
 from grader.checks import CHECKS, Check
 from grader.exercises import EXERCISES, Exercise, get
+from grader.selftest import known_wrong
 from grader.grade import grade
 from grader.pitfalls import PITFALLS
 from tests.conftest import ROOT, SUBMISSIONS, TEST_SECRET
@@ -47,8 +48,14 @@ def test_an_exercise_defined_in_one_entry_grades_with_its_own_checks_and_words(t
 
 
 def test_every_exercise_is_complete():
+    # one folder each, declaring EXERCISE under its own name, and one registry line each
+    assert list(EXERCISES) == list(exercises.REGISTERED)
+    for name in exercises.REGISTERED:
+        assert (ROOT / "grader" / "exercises" / name / "__init__.py").is_file()
+        assert EXERCISES[name].name == name
     for exercise in EXERCISES.values():
         assert isinstance(exercise, Exercise)
+        assert any(known_wrong(exercise.name)), exercise.name  # what `selftest` grades
         assert exercise.max_score == 100
         assert exercise.adapter in exercises.ADAPTERS
         assert (ROOT / "grader" / f"{exercise.adapter}.py").is_file()

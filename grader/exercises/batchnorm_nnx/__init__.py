@@ -1,52 +1,20 @@
-"""The exercises the engine grades, one entry each.
+"""BatchNorm with ``nnx.BatchStat`` in Flax NNX: the same lesson in today's API.
 
-An exercise names its student-facing files (stub, instructions, reference), the
-worker-side module that runs the student's code and reports plain arrays (its
-*adapter*: the same probes and output keys for every BatchNorm, whatever the
-framework), its checks table and the words of its pitfalls. Everything else
-(cases, sandbox, wire, evidence, oracle, diagnosis, reports, batch, bundles) is
-shared. Adding an exercise: its files, one entry in :data:`EXERCISES`, and, when
-no existing adapter reads it, an adapter module in ``grader/`` named in
-``grader.protocol.ADAPTERS`` (the worker imports and receives only those).
+The worker runs it with :mod:`grader.probes_nnx` (the same arrays as Linen's, plus
+NNX's own optimizer step and split/merge round trip); its checks table
+(:mod:`.checks`) is the engine's in NNX words; its pitfalls are Linen's that NNX
+can show, in NNX's words, plus its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Mapping
-from pathlib import Path
 
+from grader.exercises import PROJECT, Exercise
 from grader.pitfalls import PITFALLS, Pitfall
-from grader.protocol import ADAPTERS  # noqa: F401 - an exercise's adapter must be one of these
-
-PROJECT = Path(__file__).resolve().parent.parent
-DEFAULT = "batchnorm_linen"
 
 
-@dataclasses.dataclass(frozen=True)
-class Exercise:
-    name: str
-    title: str
-    stub: Path  # what the student fills in; handed out as batchnorm.py
-    instructions: Path  # handed out as INSTRUCTIONS.md
-    reference: Path  # never handed out
-    adapter: str  # grader/<adapter>.py runs the student's code in the worker
-    required: tuple[str, ...]  # names the submission must define
-    checks_table: str  # "module:attribute" of its tuple of checks (loaded when grading)
-    pitfalls: Mapping[str, Pitfall]  # the tags it can name, in its own words
-
-    @property
-    def checks(self) -> tuple:  # tuple[Check, ...]; imported late: the CLI starts without NumPy
-        module, attribute = self.checks_table.split(":")
-        return getattr(__import__(module, fromlist=[attribute]), attribute)
-
-    @property
-    def max_score(self) -> int:
-        return sum(c.weight for c in self.checks)
-
-
-def _nnx_pitfalls() -> dict[str, Pitfall]:
+def _pitfalls() -> dict[str, Pitfall]:
     """Linen's pitfalls that NNX can show, in NNX's words, plus NNX's own."""
     linen_only = {"init_updates_stats", "apply_not_mutable", "flow_collections"}  # no init pass, no `mutable`,
     # no collections dict in NNX
@@ -122,40 +90,15 @@ def _nnx_pitfalls() -> dict[str, Pitfall]:
     return words
 
 
-EXERCISES: dict[str, Exercise] = {
-    "batchnorm_linen": Exercise(
-        name="batchnorm_linen",
-        title="BatchNorm with mutable batch_stats (flax.linen)",
-        stub=PROJECT / "exercise" / "batchnorm.py",
-        instructions=PROJECT / "exercise" / "README.md",
-        reference=PROJECT / "solution" / "batchnorm.py",
-        adapter="probes",
-        required=("MyBatchNorm", "init_and_apply"),
-        checks_table="grader.checks:CHECKS",
-        pitfalls=PITFALLS,
-    ),
-    "batchnorm_nnx": Exercise(
-        name="batchnorm_nnx",
-        title="BatchNorm with nnx.BatchStat (flax.nnx)",
-        stub=PROJECT / "exercise" / "nnx" / "batchnorm.py",
-        instructions=PROJECT / "exercise" / "nnx" / "README.md",
-        reference=PROJECT / "solution" / "nnx" / "batchnorm.py",
-        adapter="probes_nnx",
-        required=("MyBatchNorm", "init_and_apply"),
-        checks_table="grader.checks:NNX_CHECKS",
-        pitfalls=_nnx_pitfalls(),
-    ),
-}
-
-
-class UnknownExercise(ValueError):
-    pass
-
-
-@functools.cache
-def get(name: str | None = None) -> Exercise:
-    """The exercise called ``name`` (the default one without a name)."""
-    try:
-        return EXERCISES[name or DEFAULT]
-    except KeyError:
-        raise UnknownExercise(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)}") from None
+EXERCISE = Exercise(
+    name="batchnorm_nnx",
+    title="BatchNorm with nnx.BatchStat (flax.nnx)",
+    stub=PROJECT / "exercise" / "nnx" / "batchnorm.py",
+    instructions=PROJECT / "exercise" / "nnx" / "README.md",
+    reference=PROJECT / "solution" / "nnx" / "batchnorm.py",
+    adapter="probes_nnx",
+    required=("MyBatchNorm", "init_and_apply"),
+    checks_table="grader.exercises.batchnorm_nnx.checks:CHECKS",
+    pitfalls=_pitfalls(),
+    known_wrong=(PROJECT / "tests" / "submissions_nnx" / "wrong",),
+)
