@@ -925,8 +925,8 @@ def flow(ev: Evidence, require_build: bool = False) -> Outcome:
         return Outcome(False, expected, "; ".join(problems[:3]), tuple(dict.fromkeys(tags)))
     if judged != {"train", "eval"}:
         missing = " and ".join(sorted({"train", "eval"} - judged))
-        raise Skip(f"your MyBatchNorm's init and apply do not run in {missing} mode on these inputs (see the "
-                   "module checks), so the flow cannot be compared with them there")
+        raise Skip(f"your MyBatchNorm does not run in {missing} mode on these inputs (see the module checks), "
+                   "so the flow cannot be compared with it there")
     return Outcome(True, expected)
 
 

@@ -17,6 +17,8 @@ _NNX_WORDS: dict[str, dict[str, object]] = {
     "variables": {"name": "Variables: nnx.Param gamma/beta, nnx.BatchStat running_mean/running_var", "weight": 13,
                   "expected": "nnx.Param gamma and beta, nnx.BatchStat running_mean and running_var, each of shape (D,)"},
     "initial_values": {"name": "Initial values after construction: ones, zeros, zeros, ones"},
+    "jit": {"name": "MyBatchNorm builds and calls under jax.jit (advice, no points)",
+            "expected": "construction and calls trace under jax.jit (and jax.vmap), advisory"},
     "flow": {"name": "init_and_apply: construct, train()/eval(), nnx.jit, flatten", "weight": 15,
              # its worker notes every construction of MyBatchNorm (under any name): a flow
              # that never builds the model is no flow, whatever it returns
