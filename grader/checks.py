@@ -130,8 +130,10 @@ def _complete(ev: Evidence) -> tuple[list[Trajectory], list[tuple[str, dict[str,
     return complete, errors, square_ok
 
 
-def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[Item], object] | None) -> Diagnosis:
-    """One diagnosis, or one per group of items whose names are then joined."""
+def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[Item], object] | None,
+                     all_named: bool = False) -> Diagnosis:
+    """One diagnosis, or one per group of items whose names are then joined
+    (``all_named``: none unless every failed group has its own)."""
     if group is None:
         return diagnose(items, tags)
     groups: dict[object, list[Item]] = {}
@@ -141,13 +143,16 @@ def _diagnose_groups(items: list[Item], tags: tuple[str, ...], group: Callable[[
     if not failed:
         return Diagnosis(passed=True)
     named = tuple(dict.fromkeys(t for d in failed for t in d.tags))
+    if all_named and not all(d.tags for d in failed):
+        named = ()
     detail = "; ".join(dict.fromkeys(f"{d.where.split(' ', 1)[0]}: {d.detail}" for d in failed if d.detail))
-    return Diagnosis(False, named, failed[0].mismatch, failed[0].where, failed[0].models if len(failed) == 1 else (),
-                     detail)
+    models = failed[0].models if len(failed) == 1 and named else ()
+    return Diagnosis(False, named, failed[0].mismatch, failed[0].where, models, detail)
 
 
 def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], tags: tuple[str, ...], expected: str,
-                      group: Callable[[Item], object] | None = None, extra: list[Item] | None = None) -> Outcome:
+                      group: Callable[[Item], object] | None = None, extra: list[Item] | None = None,
+                      all_named: bool = False) -> Outcome:
     complete, errors, square_ok = _complete(ev)
     items: list[Item] = []
     for traj in complete:
@@ -161,7 +166,7 @@ def _run_module_items(ev: Evidence, build: Callable[[Trajectory], list[Item]], t
     if not items and not errors:
         raise Skip("the running statistics are NaN or infinite before every such apply "
                    "(see the running update check)")
-    outcome = _from_diagnosis(_diagnose_groups(items, tags, group), expected)
+    outcome = _from_diagnosis(_diagnose_groups(items, tags, group, all_named), expected)
     if errors and outcome.passed:
         return _errors_outcome(errors, expected, square_ok, _shape_fault(ev))
     if errors:
@@ -561,7 +566,7 @@ def running_update(ev: Evidence) -> Outcome:
     # name (PyTorch's convention: momentum=0.1, the update reversed) is named from the latter.
     apart = _run_module_items(ev, build, UPDATE_TAGS, expected,
                               group=lambda item: (item.label.split(" ", 1)[0], "grader-chosen" in item.label),
-                              extra=given)
+                              extra=given, all_named=True)  # every part it fails must have its own name
     return apart if apart.tags else outcome
 
 
@@ -942,6 +947,14 @@ def _module_raises(ev: Evidence, err: dict[str, str]) -> bool:
     return any(e.get("type") == err.get("type") and e.get("message") == err.get("message") for _, e in bad)
 
 
+def _flow_reached_module(meta: dict) -> bool:
+    """Whether init_and_apply built or ran the module before it failed (a failure of
+    the module's own then explains it; a flow that raises before, an unfinished stub,
+    fails on its own)."""
+    calls = meta.get("calls") if isinstance(meta.get("calls"), list) else []
+    return any(isinstance(c, dict) and c.get("call") in ("init", "apply", "__call__") for c in calls)
+
+
 def end_to_end(ev: Evidence) -> Outcome:
     """init_and_apply with the student's own module against the contract: what a
     grader that only compares outputs would see. One cause, one charge: a flow
@@ -955,7 +968,7 @@ def end_to_end(ev: Evidence) -> Outcome:
         result = ev.result(probe)
         n, d, flag, where = _flow_case(probe)
         if module_charged and _reference_y(ev, probe) is None and (
-                result.error is None or _module_raises(ev, result.error)):
+                result.error is None or _module_raises(ev, result.error) or _flow_reached_module(result.meta)):
             explained = True  # the module itself fails on this input: charged in its checks
             continue
         if result.error is not None:

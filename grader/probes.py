@@ -427,6 +427,8 @@ def probe_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str,
             meta["mode"] = "eager"
     except Exception as err:  # noqa: BLE001 - the student's own error, reported as data
         info = describe(err)
-        raise ProbeError(info["type"], info["message"]) from err
+        failure = ProbeError(info["type"], info["message"])
+        failure.partial = {}, {"calls": calls[:16]}  # how far it got: did it reach the module?
+        raise failure from err
     meta["calls"] = calls[:16]
     return {"y": _as_array(result, "init_and_apply's result")}, meta

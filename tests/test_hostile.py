@@ -161,26 +161,28 @@ class LevelRun:
     received: list[bytes]  # what reached the loopback listener
 
 
-_RUNS: dict[str, LevelRun] = {}
+_RUNS: dict[tuple[str, str | None], LevelRun] = {}
 
 
 def _files_at(level: str) -> list[Path]:
     return [param.values[0] for param in _cases() if param.values[1] == level]
 
 
-def _grade_level(level: str) -> LevelRun:
+def _grade_level(level: str, exercise: str | None = None) -> LevelRun:
     """Grade every hostile file of ``level`` in one batch (two at a time, as an
     instructor would), once per test session; each file's test then checks its own
-    results. Leftovers, the repository and the network are checked for the batch."""
-    if level in _RUNS:
-        return _RUNS[level]
+    results. Leftovers, the repository and the network are checked for the batch.
+    With another ``exercise``: the files that test confinement, graded in it."""
+    if (level, exercise) in _RUNS:
+        return _RUNS[level, exercise]
     user = "nobody" if level in USER_LEVELS else "root"
     folder = Path(tempfile.mkdtemp(prefix=f"hostile-{level}-"))
     folder.chmod(0o755)
     submissions = folder / "submissions"
     submissions.mkdir(mode=0o755)
     listener = _Listener()
-    for path in _files_at(level):
+    files = _files_at(level) if exercise is None else [p for p in HOSTILE if p.stem in CONFINEMENT]
+    for path in files:
         target = submissions / path.stem / "batchnorm.py"
         target.parent.mkdir(mode=0o755)
         target.write_text(path.read_text().replace("PORT = 9 ", f"PORT = {listener.port} "))
@@ -198,7 +200,8 @@ def _grade_level(level: str) -> LevelRun:
     try:
         run = run_cli_as(user, folder, "batch", str(submissions), "--out", str(out), "--jobs", "2",
                          "--timeout", f"{_timeout():.1f}", "--memory-mb", "1500", "--isolation", level,
-                         "--secret-file", str(secret_file), env=env, timeout=60 * 20)
+                         "--secret-file", str(secret_file), *(("--exercise", exercise) if exercise else ()),
+                         env=env, timeout=60 * 20)
     finally:
         listener.close()
     results = {}
@@ -206,9 +209,9 @@ def _grade_level(level: str) -> LevelRun:
         path = out / student.name / "results.json"
         if path.exists():
             results[student.name] = json.loads(path.read_text())
-    _RUNS[level] = LevelRun(results, run.stdout + run.stderr, run.code, _leftovers(since, token),
-                            _repo_state() != before, listener.received)
-    return _RUNS[level]
+    _RUNS[level, exercise] = LevelRun(results, run.stdout + run.stderr, run.code, _leftovers(since, token),
+                                      _repo_state() != before, listener.received)
+    return _RUNS[level, exercise]
 
 
 @pytest.mark.parametrize(("path", "level"), _cases())
@@ -237,6 +240,25 @@ def test_a_hostile_class_leaves_nothing_behind(level: str):
     run = _grade_level(level)
     assert not run.leftovers
     assert not run.repo_changed
+    if level != "process":
+        assert run.received == []
+
+
+def test_confinement_holds_in_the_nnx_exercise():
+    """The files that attack confinement, graded in the NNX exercise at the strongest
+    level here: its worker imports another adapter, nothing else may change. (Their
+    scores are Linen's business; here: no traceback, a result each, the secret in
+    none, nothing left running or on disk, the repository unchanged, no network.)"""
+    level = next(lvl for lvl in LEVELS if lvl in available_levels())
+    run = _grade_level(level, "batchnorm_nnx")
+    assert run.code == 0, run.printed[-3000:]
+    assert "Traceback" not in run.printed
+    assert set(run.results) == CONFINEMENT
+    for stem, data in run.results.items():
+        assert data["extra_data"]["exercise"] == "batchnorm_nnx" and data["extra_data"]["isolation"] == level, stem
+        assert SECRET not in json.dumps(data), stem
+    assert SECRET not in run.printed
+    assert not run.leftovers and not run.repo_changed
     if level != "process":
         assert run.received == []
 
