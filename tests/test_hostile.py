@@ -10,7 +10,6 @@ restricts it to the levels that can defend against it (see SECURITY.md).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -36,12 +35,18 @@ QUIET_TIMEOUT = 8.0
 QUIET_BASELINE = 3.0  # seconds one correct grading takes on a quiet 2-core machine
 
 
-@functools.lru_cache(maxsize=1)
+_LIMITS: dict[tuple[str, str | None], float] = {}  # the limit each level's batch was given
+
+
 def _timeout() -> float:
+    """Measured anew for each batch: the load of a shared machine changes within a
+    session, and a limit measured at its start may not fit its end."""
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "grader", "grade", str(ROOT / "solution" / "batchnorm.py"), "--quiet",
                     "--isolation", "process"], cwd=ROOT, capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
     return QUIET_TIMEOUT * max(1.0, (time.monotonic() - started) / QUIET_BASELINE)
+
+
 SECRET = "hostile-suite-secret-Zq7"
 # Every file runs at the strongest level (namespaces). The other levels run the
 # files that test confinement itself (and those whose "# levels:" line names
@@ -193,13 +198,14 @@ def _grade_level(level: str, exercise: str | None = None) -> LevelRun:
     out = folder / "out"
     out.mkdir()
     out.chmod(0o777)
+    limit = _LIMITS[level, exercise] = _timeout()
     before = _repo_state()
     since = _ticks_now()
     token = f"/nonexistent-{folder.name}"
     env = {"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:{token}"}
     try:
         run = run_cli_as(user, folder, "batch", str(submissions), "--out", str(out), "--jobs", "2",
-                         "--timeout", f"{_timeout():.1f}", "--memory-mb", "1500", "--isolation", level,
+                         "--timeout", f"{limit:.1f}", "--memory-mb", "1500", "--isolation", level,
                          "--secret-file", str(secret_file), *(("--exercise", exercise) if exercise else ()),
                          env=env, timeout=60 * 20)
     finally:
@@ -228,7 +234,7 @@ def test_hostile_submission_is_graded_safely(path: Path, level: str):
     assert header["reason"].lower() in text.lower()
     assert data["extra_data"]["isolation"] == level
     # bounded: the timeout plus start-up and reporting, not a speed target
-    assert data["execution_time"] < _timeout() * 3.5
+    assert data["execution_time"] < _LIMITS[level, None] * 3.5
     assert SECRET not in json.dumps(data) and SECRET not in run.printed
 
 
