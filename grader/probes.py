@@ -385,21 +385,27 @@ def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any
         submission.MyBatchNorm = own
 
 
-def probe_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], dict[str, np.ndarray]]]) -> list[tuple[dict[str, np.ndarray], dict[str, Any]]] | None:
+FlowCall = Callable[[ModuleType, type, dict[str, Any], Any, list[dict[str, Any]]], Any]
+MAX_CALLS = 16  # calls noted per flow (the grader keeps as many)
+
+
+def run_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], dict[str, np.ndarray]]],
+                   flow_call: FlowCall) -> list[tuple[dict[str, np.ndarray], dict[str, Any]]] | None:
     """All flow probes traced into one jitted program (seeds and flags are Python
-    constants in it). None if anything fails: then each runs on its own."""
+    constants in it; a student's own jit nests inside), each through the adapter's
+    ``flow_call``. None if anything fails: then each runs on its own."""
     import jax
 
     own = submission.MyBatchNorm
     calls: list[list[dict[str, Any]]] = [[] for _ in flows]
 
     def merged(xs: list[Any]) -> list[Any]:
-        return [_flow_call(submission, own, header["params"], x, c) for (header, _), x, c in zip(flows, xs, calls)]
+        return [flow_call(submission, own, header["params"], x, c) for (header, _), x, c in zip(flows, xs, calls)]
 
     try:
         results = jax.jit(merged)([arrays["x"] for _, arrays in flows])
         jax.block_until_ready(results)
-        return [({"y": _as_array(r, "init_and_apply's result")}, {"calls": c[:16], "mode": "jit"})
+        return [({"y": _as_array(r, "init_and_apply's result")}, {"calls": c[:MAX_CALLS], "mode": "jit"})
                 for r, c in zip(results, calls)]
     except Exception:  # noqa: BLE001 - including ProbeError: one by one will say what failed
         return None
@@ -407,9 +413,11 @@ def probe_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], d
         submission.MyBatchNorm = own
 
 
-def probe_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def run_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str, np.ndarray], flow_call: FlowCall
+             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Call the student's init_and_apply(seed, x, flag) with floats, as the contract
-    says: jitted (seed and flag as Python constants), else eagerly."""
+    says, through the adapter's ``flow_call``: jitted (seed and flag as Python
+    constants), else eagerly."""
     import jax
 
     calls: list[dict[str, Any]] = []
@@ -417,18 +425,28 @@ def probe_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str,
     meta: dict[str, Any] = {}
     try:
         try:
-            result = jax.jit(lambda x: _flow_call(submission, own, params, x, calls))(arrays["x"])
+            result = jax.jit(lambda x: flow_call(submission, own, params, x, calls))(arrays["x"])
             jax.block_until_ready(result)
             meta["mode"] = "jit"
         except Exception as err:  # noqa: BLE001 - any tracing failure means "try eagerly"
             meta["jit_error"] = describe(err)
             calls.clear()
-            result = _flow_call(submission, own, params, arrays["x"], calls)
+            result = flow_call(submission, own, params, arrays["x"], calls)
             meta["mode"] = "eager"
     except Exception as err:  # noqa: BLE001 - the student's own error, reported as data
         info = describe(err)
         failure = ProbeError(info["type"], info["message"])
-        failure.partial = {}, {"calls": calls[:16]}  # how far it got: did it reach the module?
+        failure.partial = {}, {"calls": calls[:MAX_CALLS]}  # how far it got: did it reach the module?
         raise failure from err
-    meta["calls"] = calls[:16]
+    meta["calls"] = calls[:MAX_CALLS]
     return {"y": _as_array(result, "init_and_apply's result")}, meta
+
+
+def probe_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], dict[str, np.ndarray]]]
+                     ) -> list[tuple[dict[str, np.ndarray], dict[str, Any]]] | None:
+    return run_flow_group(submission, flows, _flow_call)
+
+
+def probe_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str, np.ndarray]
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    return run_flow(submission, params, arrays, _flow_call)

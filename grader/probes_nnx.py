@@ -72,7 +72,7 @@ EAGER_STARTED: Callable[[int], None] | None = None
 
 ARRAY_COLLECTION = "array"  # a plain array attribute: state that is not a Variable
 _MISSING = "<missing>"
-_MAX_CALLS = 16
+_MAX_CALLS = _probes.MAX_CALLS
 
 
 def _run(fn: Callable[..., dict[str, Any]], args: list[np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -156,7 +156,7 @@ def slots(model: Any) -> list[_Slot]:
     from flax import nnx
 
     nodes = dict(nnx.iter_graph(model))
-    for was, now in _aliases(model).items():
+    for was, now in _aliases(model, nodes).items():
         nodes[now] = nodes.pop(was)
     found: list[_Slot] = []
     for path, node in nodes.items():
@@ -175,14 +175,15 @@ def slots(model: Any) -> list[_Slot]:
     return found
 
 
-def _aliases(model: Any) -> dict[tuple[Any, ...], tuple[str]]:
+def _aliases(model: Any, nodes: dict[tuple[Any, ...], Any]) -> dict[tuple[Any, ...], tuple[str]]:
     """{first path: attribute path} of the Variables NNX visits under another path
-    first. NNX visits a shared Variable once, under its first path; where the module
-    also holds it as its own attribute, that attribute is its path (an alias
+    first (``nodes``: what ``nnx.iter_graph(model)`` visited). NNX visits a shared
+    Variable once, under its first path; where the module also holds it as its own
+    attribute, that attribute is its path (an alias
     `self.stats = nnx.List([self.running_mean, ...])` must not hide it)."""
     from flax import nnx
 
-    first = {id(node): path for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Variable)}
+    first = {id(node): path for path, node in nodes.items() if isinstance(node, nnx.Variable)}
     return {first[id(value)]: (name,) for name, value in list(vars(model).items())
             if isinstance(value, nnx.Variable) and id(value) in first and first[id(value)] != (name,)}
 
@@ -352,7 +353,7 @@ def _split(model: Any) -> tuple[Any, list[Any], dict[tuple[Any, ...], tuple[str]
 
     try:
         graphdef, *groups = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-        return graphdef, jax.tree.map(lambda a: a, groups), _aliases(model)
+        return graphdef, jax.tree.map(lambda a: a, groups), _aliases(model, dict(nnx.iter_graph(model)))
     except Exception:  # noqa: BLE001 - optional evidence
         return None
 
@@ -572,51 +573,11 @@ def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any
 
 def probe_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], dict[str, np.ndarray]]]
                      ) -> list[tuple[dict[str, np.ndarray], dict[str, Any]]] | None:
-    """All flow probes traced into one jitted program (seeds and flags are Python
-    constants in it; the student's own nnx.jit nests inside). None if anything
-    fails: then each runs on its own."""
-    import jax
-
-    own = submission.MyBatchNorm
-    calls: list[list[dict[str, Any]]] = [[] for _ in flows]
-
-    def merged(xs: list[Any]) -> list[Any]:
-        return [_flow_call(submission, own, header["params"], x, c) for (header, _), x, c in zip(flows, xs, calls)]
-
-    try:
-        results = jax.jit(merged)([arrays["x"] for _, arrays in flows])
-        jax.block_until_ready(results)
-        return [({"y": _as_array(r, "init_and_apply's result")}, {"calls": c[:_MAX_CALLS], "mode": "jit"})
-                for r, c in zip(results, calls)]
-    except Exception:  # noqa: BLE001 - including ProbeError: one by one will say what failed
-        return None
-    finally:
-        submission.MyBatchNorm = own
+    """All flow probes in one jitted program (the student's own nnx.jit nests inside)."""
+    return _probes.run_flow_group(submission, flows, _flow_call)
 
 
 def probe_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str, np.ndarray]
                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Call the student's init_and_apply(seed, x, flag) with floats, as the contract
-    says: jitted (seed and flag as Python constants), else eagerly."""
-    import jax
-
-    calls: list[dict[str, Any]] = []
-    own = submission.MyBatchNorm
-    meta: dict[str, Any] = {}
-    try:
-        try:
-            result = jax.jit(lambda x: _flow_call(submission, own, params, x, calls))(arrays["x"])
-            jax.block_until_ready(result)
-            meta["mode"] = "jit"
-        except Exception as err:  # noqa: BLE001 - any tracing failure means "try eagerly"
-            meta["jit_error"] = describe(err)
-            calls.clear()
-            result = _flow_call(submission, own, params, arrays["x"], calls)
-            meta["mode"] = "eager"
-    except Exception as err:  # noqa: BLE001 - the student's own error, reported as data
-        info = describe(err)
-        failure = ProbeError(info["type"], info["message"])
-        failure.partial = {}, {"calls": calls[:_MAX_CALLS]}  # how far it got: did it reach the module?
-        raise failure from err
-    meta["calls"] = calls[:_MAX_CALLS]
-    return {"y": _as_array(result, "init_and_apply's result")}, meta
+    """init_and_apply(seed, x, flag) with floats: jitted, else eagerly."""
+    return _probes.run_flow(submission, params, arrays, _flow_call)
