@@ -231,12 +231,13 @@ def variables(ev: Evidence) -> Outcome:
         tags.append("params_not_param")
         problems.append(f"gamma/beta found as {', '.join(params_elsewhere)}: not nnx.Param, so no optimizer over "
                         "nnx.Param trains them")
-    tool_tags, tool_problems = _nnx_tools(with_tools[0], with_tools[0].names("init")) if with_tools else ([], [])
+    tool_tags, tool_problems = _nnx_tools(with_tools[0]) if with_tools else ([], [])
     if tool_problems:
         problems.extend(tool_problems)
-        declared = {"stats_not_in_batch_stats", "stats_not_variables"} & set(tags), "params_not_param" in tags
         # where the declared types already named a cause, the tools only show it
-        tags.extend(t for t in tool_tags if not (declared[1] if t == "params_not_param" else declared[0]))
+        stats_named = bool({"stats_not_in_batch_stats", "stats_not_variables"} & set(tags))
+        params_named = "params_not_param" in tags
+        tags.extend(t for t in tool_tags if not (params_named if t == "params_not_param" else stats_named))
     missing = [n for n in wanted if n not in names]
     if missing and not misplaced and not bare and not (params_elsewhere and with_tools):
         tags.append("wrong_variable_names")
@@ -254,11 +255,11 @@ def variables(ev: Evidence) -> Outcome:
     return Outcome(True, expected, notes=tuple(notes))
 
 
-def _nnx_tools(traj: Trajectory, names: list[str]) -> tuple[list[str], list[str]]:
-    """What NNX's own tools made of the running statistics (the NNX worker's
+def _nnx_tools(traj: Trajectory) -> tuple[list[str], list[str]]:
+    """What NNX's own tools made of the module's variables (the NNX worker's
     optimizer/, split/ and merged/ keys; absent for Linen): tags and problems."""
     arrays = traj.result.arrays
-    roles = role_names(names)
+    roles = role_names(traj.names("init"))
     stats = [name for role, name in roles.items() if role in ("running_mean", "running_var")]
     tags: list[str] = []
     problems: list[str] = []
@@ -825,10 +826,16 @@ def _missing_collection(ev: Evidence, err: dict[str, str]) -> tuple[str, ...]:
     return ()
 
 
+def _calls(meta: dict) -> list[dict]:
+    """What the worker noted of init_and_apply's calls (sandbox.clean_meta keeps
+    only a list of dicts)."""
+    calls = meta.get("calls")
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+
+
 def _calls_missing_mutable(meta: dict) -> bool:
-    calls = meta.get("calls") if isinstance(meta.get("calls"), list) else []
-    for call in calls:
-        if isinstance(call, dict) and call.get("call") == "apply":
+    for call in _calls(meta):
+        if call.get("call") == "apply":
             mutable = call.get("mutable")
             if mutable is True:
                 continue
@@ -894,8 +901,7 @@ def flow(ev: Evidence, require_build: bool = False) -> Outcome:
             tags += _missing_collection(ev, result.error) or _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
             continue
-        if require_build and not any(isinstance(c, dict) and c.get("call") == "init"
-                                     for c in result.meta.get("calls") or []):
+        if require_build and not any(c.get("call") == "init" for c in _calls(result.meta)):
             # (the NNX worker notes every construction of the class, under any name)
             problems.append(f"{where}: init_and_apply never built a MyBatchNorm: the output must come from the "
                             "model, constructed, switched with train()/eval() and called")
@@ -951,8 +957,7 @@ def _flow_reached_module(meta: dict) -> bool:
     """Whether init_and_apply built or ran the module before it failed (a failure of
     the module's own then explains it; a flow that raises before, an unfinished stub,
     fails on its own)."""
-    calls = meta.get("calls") if isinstance(meta.get("calls"), list) else []
-    return any(isinstance(c, dict) and c.get("call") in ("init", "apply", "__call__") for c in calls)
+    return any(c.get("call") in ("init", "apply", "__call__") for c in _calls(meta))
 
 
 def end_to_end(ev: Evidence) -> Outcome:

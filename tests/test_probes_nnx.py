@@ -478,13 +478,13 @@ def test_nnx_tool_evidence_names_its_own_finding():
     probe = _default("4x4")
     names = ["batch_stats/running_mean", "batch_stats/running_var", "params/beta", "params/gamma"]
     y = np.ones((2, 4, 4), np.float32)
-    base = {f"split/{n}": np.zeros((2, 4), np.float32) for n in names}
+    base = {f"{tool}/{n}": np.zeros((2, 4), np.float32) for tool in ("init", "split") for n in names}
     base |= {f"optimizer/{n}": np.zeros((2, 4), np.float32) for n in names} | {"merged/y": y, "eval/y": y}
 
     def tools(**changes: np.ndarray | None) -> tuple[list[str], list[str]]:
         arrays = {k: v for k, v in {**base, **{k.replace("__", "/"): v for k, v in changes.items()}}.items()
                   if v is not None}
-        return _nnx_tools(Trajectory(probe, ProbeResult("t", arrays, {}, None), 2), names)
+        return _nnx_tools(Trajectory(probe, ProbeResult("t", arrays, {}, None), 2))
 
     assert tools() == ([], [])
     tags, problems = tools(optimizer__batch_stats__running_var=np.full((2, 4), 0.5, np.float32))
