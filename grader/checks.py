@@ -250,6 +250,10 @@ def variables(ev: Evidence) -> Outcome:
     if shape_problem:
         tags.append("variable_shape")
         problems.append(shape_problem)
+    changed = _shape_changes(good)
+    if changed:
+        tags.append("state_shape_changes")
+        problems.append(changed)
     if problems:
         return Outcome(False, expected, "; ".join(problems), tuple(dict.fromkeys(tags)))
     return Outcome(True, expected, notes=tuple(notes))
@@ -337,6 +341,25 @@ def _shape_problem(good: list[Trajectory]) -> str:
     return ""
 
 
+def _shape_changes(good: list[Trajectory]) -> str:
+    """A variable whose shape after a training or eval call differs from the one init
+    gave it (the values are still compared, with length-1 axes squeezed: the shape
+    is charged here, once)."""
+    for t in good:
+        for name in t.names("init"):
+            shape = t.result.arrays[f"init/{name}"].shape[1:]
+            for prefix in [*(f"train{s}" for s in range(t.steps)), "eval"]:
+                later = t.result.arrays.get(f"{prefix}/{name}")
+                if isinstance(later, np.ndarray) and later.shape[1:] != shape:
+                    return (f"{name} has shape {shape} after init and {later.shape[1:]} after {_phase_name(prefix)} "
+                            f"on {t.label}: the update assigned a value of another shape")
+    return ""
+
+
+def _phase_name(prefix: str) -> str:
+    return "the eval call" if prefix == "eval" else f"training step {int(prefix.removeprefix('train')) + 1}"
+
+
 def _shape_fault(ev: Evidence) -> bool:
     good, _ = ev.trajectories()
     return bool(good) and bool(_shape_problem(good))
@@ -399,9 +422,42 @@ def initial_values(ev: Evidence) -> Outcome:
                 wrong.append(name.rsplit("/", 1)[-1])
         if not guard_ok:
             notes.append("The running statistics' initial values could not be checked: init changed them.")
+    mode = _mode_after_construction(good)
     if wrong:
-        return Outcome(False, expected, f"{', '.join(dict.fromkeys(wrong))} start from other values", ("wrong_initial_values",))
+        observed = f"{', '.join(dict.fromkeys(wrong))} start from other values"
+        tags: tuple[str, ...] = ("wrong_initial_values",)
+        if mode:
+            observed, tags = f"{observed}; {mode}", tags + ("built_in_eval_mode",)
+        return Outcome(False, expected, observed, tags)
+    if mode:
+        return Outcome(False, expected, mode, ("built_in_eval_mode",))
     return Outcome(True, expected, notes=tuple(dict.fromkeys(notes)))
+
+
+NEW_MODEL_Y = "new/y"  # NNX: the first call of a model nobody switched to train() or eval()
+
+
+def _mode_after_construction(good: list[Trajectory]) -> str:
+    """What is wrong with the mode a new model is in (NNX reports ``new/y``: a model
+    called right after construction must train, as ``train0/y`` of the same seed and
+    input does), or ''."""
+    for traj in good:
+        if NEW_MODEL_Y not in traj.result.arrays:
+            continue
+        try:
+            shape = (traj.cases, traj.n, traj.d)
+            new, trained, fresh = (take(traj.result.arrays, k, shape, k) for k in (NEW_MODEL_Y, "train0/y", "fresh/y"))
+        except Malformed:
+            continue
+        if _close(new.reshape(-1), trained.reshape(-1)):
+            continue
+        if _close(new.reshape(-1), fresh.reshape(-1)):
+            return (f"on {traj.label}, a model called right after construction normalizes with its running "
+                    "statistics, as in eval mode: it is constructed in eval mode, and trains only where a caller "
+                    "first calls model.train()")
+        return (f"on {traj.label}, a model called right after construction gives another output than after "
+                "model.train(): a new model must be in training mode")
+    return ""
 
 
 def _output_tol(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, rv: np.ndarray,
@@ -875,7 +931,79 @@ def _reference_y(ev: Evidence, probe: Probe, mode: str | None = None) -> np.ndar
     return y[index].reshape(-1)
 
 
-def flow(ev: Evidence, require_build: bool = False) -> Outcome:
+MODEL_KEYS = "model/"  # a flow's report of the model it built (the NNX worker's)
+
+
+def _module_stats_after(ev: Evidence, probe: Probe, prefix: str) -> dict[str, np.ndarray] | None:
+    """{role: (D,) values} of the running statistics the student's own module holds
+    after ``prefix`` ('init', 'train0') in the module probe case that matches the
+    flow ``probe`` (same seed and input); None where that case did not run."""
+    module, index = ev.suite.flow_reference(probe)
+    result = ev.result(module)
+    cases, d = len(module.families), probe.params["shape"][1]
+    roles = role_names(sorted(k[5:] for k in result.arrays if k.startswith("init/") and k != "init/y"))
+    out = {}
+    for role in ("running_mean", "running_var"):
+        if role not in roles:
+            return None
+        name = f"{prefix}/{roles[role]}"
+        if prefix.startswith("train") and name not in result.arrays and roles[role].startswith("params/"):
+            name = f"init/{roles[role]}"
+        try:
+            out[role] = take(result.arrays, name, (cases, d), "", squeeze=True)[index]
+        except Malformed:
+            return None
+    return out
+
+
+def _built_model_problem(ev: Evidence, probe: Probe, result: ProbeResult) -> tuple[tuple[str, ...], str] | None:
+    """What is wrong with the running statistics of the model a training flow built
+    (the NNX worker reports its state after init_and_apply returned): they must be
+    what the student's own module holds after one training call on that input. A
+    flow whose update never reaches the model (a plain jax.jit over the model passed
+    as an argument, a split whose new state is dropped) returns the right output and
+    leaves them where construction put them."""
+    n, d, _, where = _flow_case(probe)
+    if MODEL_KEYS + "unreadable" in result.arrays:
+        return None  # built and called inside a jitted function of the flow's own: gone with it
+    names = sorted(k[len(MODEL_KEYS):] for k in result.arrays if k.startswith(MODEL_KEYS))
+    if not names:
+        return (), (f"{where}: init_and_apply never built a MyBatchNorm: the output must come from the model, "
+                    "constructed, switched with train()/eval() and called")
+    want, before = _module_stats_after(ev, probe, "train0"), _module_stats_after(ev, probe, "init")
+    roles = role_names(names)
+    if want is None or before is None or not {"running_mean", "running_var"} <= set(roles):
+        return None  # the module's own statistics are charged in its checks
+    got = {}
+    for role in ("running_mean", "running_var"):
+        value = result.arrays[MODEL_KEYS + roles[role]]
+        if not isinstance(value, np.ndarray) or value.size != d or value.dtype.kind not in "fiub":
+            return (), (f"{where}: the model init_and_apply built holds {roles[role]} of shape "
+                        f"{getattr(value, 'shape', '?')}, not ({d},)")
+        got[role] = value.reshape(d).astype(np.float64)
+    if all(_close(got[r], want[r]) for r in got):
+        return None
+    if all(_close(got[r], before[r]) for r in got) and not all(_close(want[r], before[r]) for r in got):
+        return ("jax_jit_on_state",), (
+            f"{where}: the output is right, but afterwards the model init_and_apply built still holds the "
+            "running statistics it was constructed with: the training call's update never reached the model "
+            "(a training loop would evaluate with zeros and ones)")
+    return (), (f"{where}: afterwards the model init_and_apply built holds other running statistics than your "
+                "MyBatchNorm's own training call leaves (was the model called more than once, or its state "
+                "replaced?)")
+
+
+def _joined(problems: list[str], most: int = 3) -> str:
+    """Problems of the form 'where: what', the same 'what' said once for all its places."""
+    places: dict[str, list[str]] = {}
+    for problem in problems:
+        where, _, what = problem.partition(": ")
+        places.setdefault(what, []).append(where)
+    said = [f"{' and '.join(dict.fromkeys(wheres))}: {what}" for what, wheres in places.items()]
+    return "; ".join(said[:most]) + (f"; and {len(said) - most} more" if len(said) > most else "")
+
+
+def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
     """init_and_apply must give what the student's own MyBatchNorm gives after
     init and one apply on the same seed and input, which the grader runs as an
     ordinary, scored case of the module's probe: a module that behaved otherwise
@@ -901,10 +1029,10 @@ def flow(ev: Evidence, require_build: bool = False) -> Outcome:
             tags += _missing_collection(ev, result.error) or _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
             continue
-        if require_build and not any(c.get("call") == "init" for c in _calls(result.meta)):
-            # (the NNX worker notes every construction of the class, under any name)
-            problems.append(f"{where}: init_and_apply never built a MyBatchNorm: the output must come from the "
-                            "model, constructed, switched with train()/eval() and called")
+        model_problem = _built_model_problem(ev, probe, result) if judge_model and not flag else None
+        if model_problem is not None:
+            tags += model_problem[0]
+            problems.append(model_problem[1])
             continue
         if _calls_missing_mutable(result.meta) and not flag:
             tags.append("apply_not_mutable")
@@ -933,7 +1061,7 @@ def flow(ev: Evidence, require_build: bool = False) -> Outcome:
             problems.append(f"{where}: the output is not what your MyBatchNorm gives after init and one apply "
                             "(did init_and_apply build its model from MyBatchNorm and apply it to x?)")
     if problems:
-        return Outcome(False, expected, "; ".join(problems[:3]), tuple(dict.fromkeys(tags)))
+        return Outcome(False, expected, _joined(problems), tuple(dict.fromkeys(tags)))
     if judged != {"train", "eval"}:
         missing = " and ".join(sorted({"train", "eval"} - judged))
         raise Skip(f"your MyBatchNorm does not run in {missing} mode on these inputs (see the module checks), "
@@ -1076,9 +1204,9 @@ CHECKS: tuple[Check, ...] = (
     MODULE_RUNS,
     Check("variables", "Variables: params gamma/beta, batch_stats running_mean/running_var", 8, variables,
           (MODULE_RUNS,), names=("stats_not_in_batch_stats", "stats_not_variables", "params_not_param",
-                                 "wrong_variable_names", "variable_shape")),
+                                 "wrong_variable_names", "variable_shape", "state_shape_changes")),
     Check("initial_values", "Initial values: ones, zeros, zeros, ones", 5, initial_values, (MODULE_RUNS,),
-          names=("wrong_initial_values",)),
+          names=("wrong_initial_values", "built_in_eval_mode")),  # (the mode: NNX only, where it is state)
     Check("init_guard", "init leaves the running statistics alone (is_initializing guard)", 10, init_guard,
           (MODULE_RUNS,), names=("init_updates_stats",)),
     TRAIN_OUTPUT,

@@ -183,6 +183,17 @@ _ALL = (
         "(or squeeze them) before assigning them.",
     ),
     Pitfall(
+        "state_shape_changes",
+        "a running statistic changes shape when it is updated",
+        "State must keep the shape it was created with: a lax.scan training loop carries "
+        "it from step to step, and a checkpoint is restored into variables of the shape "
+        "init made, so a (D,) statistic that becomes (1, D) after the first update breaks "
+        "both, even though its values are right. It happens when the batch statistics are "
+        "computed with keepdims=True and assigned as they are.",
+        "Compute the batch mean and variance without keepdims (shape (D,)), or reshape "
+        "them to the variable's own shape before assigning.",
+    ),
+    Pitfall(
         "wrong_initial_values",
         "variables start from the wrong values",
         "A fresh BatchNorm is the identity on normalized data: gamma ones, beta "

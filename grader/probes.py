@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -385,7 +385,23 @@ def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any
         submission.MyBatchNorm = own
 
 
+class FlowResult(NamedTuple):
+    """What an adapter's flow call may return instead of init_and_apply's bare result:
+    that result and what else the flow left behind that the grader can score (NNX:
+    the state of the model it built). A NamedTuple, so jax.jit returns it whole."""
+
+    y: Any
+    extra: dict[str, Any]
+
+
 FlowCall = Callable[[ModuleType, type, dict[str, Any], Any, list[dict[str, Any]]], Any]
+
+
+def _flow_arrays(result: Any) -> dict[str, np.ndarray]:
+    if type(result) is FlowResult:  # (exactly ours: a student's NamedTuple is a result to judge)
+        return {"y": _as_array(result.y, "init_and_apply's result"),
+                **{k: _as_array(v, k) for k, v in result.extra.items()}}
+    return {"y": _as_array(result, "init_and_apply's result")}
 MAX_CALLS = 16  # calls noted per flow (the grader keeps as many)
 
 
@@ -405,8 +421,7 @@ def run_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], dic
     try:
         results = jax.jit(merged)([arrays["x"] for _, arrays in flows])
         jax.block_until_ready(results)
-        return [({"y": _as_array(r, "init_and_apply's result")}, {"calls": c[:MAX_CALLS], "mode": "jit"})
-                for r, c in zip(results, calls)]
+        return [(_flow_arrays(r), {"calls": c[:MAX_CALLS], "mode": "jit"}) for r, c in zip(results, calls)]
     except Exception:  # noqa: BLE001 - including ProbeError: one by one will say what failed
         return None
     finally:
@@ -439,7 +454,7 @@ def run_flow(submission: ModuleType, params: dict[str, Any], arrays: dict[str, n
         failure.partial = {}, {"calls": calls[:MAX_CALLS]}  # how far it got: did it reach the module?
         raise failure from err
     meta["calls"] = calls[:MAX_CALLS]
-    return {"y": _as_array(result, "init_and_apply's result")}, meta
+    return _flow_arrays(result), meta
 
 
 def probe_flow_group(submission: ModuleType, flows: list[tuple[dict[str, Any], dict[str, np.ndarray]]]

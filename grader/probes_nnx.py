@@ -303,6 +303,10 @@ def _segment_default(cls: type, d: int, steps: int, notes: _Notes, tools: bool) 
         out["fresh/y"] = fresh(train[0])
         if tools:
             out.update(_optimizer_step(fresh, train[0]))
+            # The mode a new model is in: called without train() or eval(), it must
+            # train (``new/y`` equals ``train0/y``); a model built in eval mode
+            # works only where every caller remembers model.train().
+            out[NEW_MODEL_Y] = _build(cls, d, seed)(train[0])
         _switch(model, "train", notes)
         for s in range(steps):
             out[f"train{s}/y"] = model(train[s])
@@ -317,6 +321,8 @@ def _segment_default(cls: type, d: int, steps: int, notes: _Notes, tools: bool) 
 
     return run
 
+
+NEW_MODEL_Y = "new/y"  # the first call of a model nobody switched (see _segment_default)
 
 # What NNX's own tools make of the module's state. Each is optional evidence: a
 # module these tools cannot handle is still graded by everything else, so their
@@ -505,7 +511,7 @@ def probe_module_group(cls: type, probes: list[tuple[dict[str, Any], dict[str, n
 # --- the flow probes ---------------------------------------------------------------
 
 
-def _recording(cls: type, calls: list[dict[str, Any]]) -> type:
+def _recording(cls: type, calls: list[dict[str, Any]], instances: list[Any] | None = None) -> type:
     """A subclass of ``cls`` that notes its construction, its mode switches and
     the mode of each call (calls traced inside ``nnx.jit`` are noted too: the
     copy nnx.jit merges inside its trace is of this class)."""
@@ -521,6 +527,8 @@ def _recording(cls: type, calls: list[dict[str, Any]]) -> type:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         original_init(self, *args, **kwargs)
+        if instances is not None and len(instances) < _MAX_CALLS:
+            instances.append(self)
         note({"call": "init", "num_features": repr(args[0] if args else kwargs.get("num_features"))[:40],
               "rngs": type(kwargs.get("rngs")).__name__, "use_running_average": _mode_repr(self)})
 
@@ -546,23 +554,52 @@ def _recording(cls: type, calls: list[dict[str, Any]]) -> type:
     return type(cls.__name__, (cls,), namespace)
 
 
-def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any, calls: list[dict[str, Any]]) -> Any:
+MODEL_PREFIX = "model"  # a flow's output keys for the state of the model it built
+UNREADABLE = f"{MODEL_PREFIX}/unreadable"  # the model lived and died inside a trace of the flow's own
+
+
+def _model_state(instances: list[Any]) -> dict[str, Any]:
+    """The whole state of the first model the flow built, as it is after
+    init_and_apply returned (``model/<collection>/<path>``): what a training loop
+    holding that model would see. A flow that builds its model inside a jitted
+    function of its own leaves only tracers of a finished trace: nothing to read
+    (``model/unreadable``), and nothing to judge."""
+    import jax.numpy as jnp
+
+    if not instances:
+        return {}
+    try:
+        state = snapshot(instances[0], MODEL_PREFIX)
+        return {k: jnp.asarray(v) + 0 for k, v in state.items()}  # an escaped tracer raises here
+    except Exception:  # noqa: BLE001 - a model of a finished trace: see above
+        return {UNREADABLE: jnp.ones(())}
+
+
+def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any, calls: list[dict[str, Any]]
+               ) -> _probes.FlowResult:
     """init_and_apply with MyBatchNorm recorded: the module's name is bound to the
     recording subclass, and the class itself notes a construction too (a flow that
-    kept another name for it, ``Layer = MyBatchNorm``, is seen as well)."""
-    submission.MyBatchNorm = _recording(own, calls)
+    kept another name for it, ``Layer = MyBatchNorm``, is seen as well). Besides
+    the output, the state of the model the flow built: whether the training call's
+    update reached the model is behaviour the grader can score (a plain jax.jit over
+    the model as an argument returns the right output and silently drops it)."""
+    instances: list[Any] = []
+    submission.MyBatchNorm = _recording(own, calls, instances)
     had_init = "__init__" in vars(own)
     init = own.__init__
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        if type(self) is own and len(calls) < _MAX_CALLS:  # (the subclass notes its own)
+        if type(self) is own and len(instances) < _MAX_CALLS:  # (the subclass notes its own)
+            instances.append(self)
+        if type(self) is own and len(calls) < _MAX_CALLS:
             calls.append({"call": "init", "rngs": type(kwargs.get("rngs")).__name__,
                           "use_running_average": _mode_repr(self)})
 
     own.__init__ = counted
     try:
-        return submission.init_and_apply(float(params["seed"]), x, float(params["flag"]))
+        y = submission.init_and_apply(float(params["seed"]), x, float(params["flag"]))
+        return _probes.FlowResult(y, _model_state(instances))
     finally:
         submission.MyBatchNorm = own
         if had_init:

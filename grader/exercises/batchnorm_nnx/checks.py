@@ -16,13 +16,16 @@ _NNX_WORDS: dict[str, dict[str, object]] = {
     "module_runs": {"name": "MyBatchNorm(D, rngs=...) builds and calls"},
     "variables": {"name": "Variables: nnx.Param gamma/beta, nnx.BatchStat running_mean/running_var", "weight": 13,
                   "expected": "nnx.Param gamma and beta, nnx.BatchStat running_mean and running_var, each of shape (D,)"},
-    "initial_values": {"name": "Initial values after construction: ones, zeros, zeros, ones"},
+    "initial_values": {"name": "After construction: ones, zeros, zeros, ones, and training mode",
+                       "expected": "gamma ones, beta zeros, running_mean zeros, running_var ones, and "
+                                   "use_running_average=False (a new model trains) after construction"},
     "jit": {"name": "MyBatchNorm builds and calls under jax.jit (advice, no points)",
             "expected": "construction and calls trace under jax.jit (and jax.vmap), advisory"},
     "flow": {"name": "init_and_apply: construct, train()/eval(), nnx.jit, flatten", "weight": 15,
-             # its worker notes every construction of MyBatchNorm (under any name): a flow
-             # that never builds the model is no flow, whatever it returns
-             "run": functools.partial(flow, require_build=True),
+             # its worker reports the state of the model the flow built: a training flow
+             # must leave that model's statistics updated (a plain jax.jit over the model
+             # drops the update silently), and a flow that never builds one is no flow
+             "run": functools.partial(flow, judge_model=True),
              "expected": "init_and_apply(seed: float, x, flag: float): MyBatchNorm(D, rngs=nnx.Rngs(int(seed))), "
                          "model.eval() or model.train() as the flag says, one call through nnx.jit, N*D values "
                          "in 1-D"},

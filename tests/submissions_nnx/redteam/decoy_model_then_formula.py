@@ -1,0 +1,60 @@
+# expect: 85, flow
+"""Correct module; init_and_apply builds a throw-away MyBatchNorm(1, ...) to look as if it
+built the model, then computes the formula itself (found by the third red team: a noted
+construction was enough). The model it built is judged by its state after the flow: a
+(1,) model that was never called is no model of x."""
+
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class MyBatchNorm(nnx.Module):
+    """Batch normalization over axis 0 of an ``(N, D)`` input, ``D = num_features``.
+
+    Attributes:
+        gamma, beta: ``nnx.Param``, ones and zeros: what an optimizer trains.
+        running_mean, running_var: ``nnx.BatchStat``, zeros and ones: state that
+            changes by assignment, never by a gradient step.
+        momentum: weight of the old running value in each update.
+        epsilon: added to the variance inside the square root.
+        use_running_average: False (training) after construction; ``eval()`` and
+            ``train()`` set it.
+    """
+
+    def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5, rngs: nnx.Rngs):
+        del rngs  # ones and zeros need no randomness; the signature is the NNX convention
+        self.gamma = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.beta = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        # Not parameters: an optimizer built over nnx.Param never touches them.
+        self.running_mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.running_var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.use_running_average = False
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.use_running_average:
+            mean, var = self.running_mean[...], self.running_var[...]
+        else:
+            mean = jnp.mean(x, axis=0)
+            var = jnp.mean(jnp.square(x - mean), axis=0)
+            m = self.momentum
+            self.running_mean[...] = m * self.running_mean[...] + (1.0 - m) * mean
+            self.running_var[...] = m * self.running_var[...] + (1.0 - m) * var
+        return self.gamma[...] * (x - mean) / jnp.sqrt(var + self.epsilon) + self.beta[...]
+
+
+def init_and_apply(seed, x, use_running_average):
+    """A decoy model, then the formula of a fresh layer."""
+    MyBatchNorm(1, rngs=nnx.Rngs(0))
+    x = jnp.asarray(x)
+    if use_running_average:
+        y = x / jnp.sqrt(1.0 + 1e-5)
+    else:
+        mean = x.mean(0)
+        y = (x - mean) / jnp.sqrt(((x - mean) ** 2).mean(0) + 1e-5)
+    return y.reshape(-1)
