@@ -30,6 +30,9 @@ def _send(out: BinaryIO, header: dict[str, Any], arrays: dict[str, Any] | None =
 
 
 def _send_result(out: BinaryIO, result: dict[str, Any], outputs: dict[str, Any]) -> None:
+    lowered = probes.take_low_precision()
+    if lowered:  # arrays sent as float32 that the submission made in a narrower float type
+        result["meta"] = {**(result.get("meta") or {}), "dtypes": lowered}
     try:
         _send(out, result, outputs)
     except (wire.WireError, TypeError, ValueError) as err:

@@ -10,6 +10,7 @@ an earlier check, so that each mistake costs its own share of the score.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Callable, Mapping
 
@@ -37,6 +38,15 @@ class Outcome:
     tags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     models: tuple[Variant, ...] = ()  # the oracle models of the named mistake(s) that reproduce it
+    # The failure is this exception of the student's code and nothing else
+    # (error_signature): a later check failing on the same exception is not charged again.
+    raised: str = ""
+
+
+def error_signature(err: dict[str, str]) -> str:
+    """An exception of the student's code, the same on every shape: its type and its
+    message with the numbers (shapes, line numbers) left out."""
+    return f"{err.get('type', '')}: {re.sub(r'[0-9]+', '#', err.get('message', ''))}"
 
 
 class Skip(Exception):
@@ -105,6 +115,7 @@ def _errors_outcome(errors: list[tuple[str, dict[str, str]]], expected: str, squ
     label, err = errors[0]
     shapes = ", ".join(lbl for lbl, _ in errors[:6]) + (" ..." if len(errors) > 6 else "")
     observed = f"on {shapes}: {err['type']}: {err['message']}"
+    raised = error_signature(err) if len({error_signature(e) for _, e in errors}) == 1 else ""
     tags: tuple[str, ...] = ()
     shape_words = "shape" in " ".join(e["message"].lower() for _, e in errors) or any(
         e["type"] == "shape" for _, e in errors)
@@ -112,7 +123,7 @@ def _errors_outcome(errors: list[tuple[str, dict[str, str]]], expected: str, squ
         tags = ("variable_shape",)
     elif square_ok and all(_non_square(lbl) for lbl, _ in errors) and shape_words:
         tags = ("stats_over_features",)
-    return Outcome(False, expected, observed, tags)
+    return Outcome(False, expected, observed, tags, raised=raised)
 
 
 def _non_square(label: str) -> bool:
@@ -254,6 +265,10 @@ def variables(ev: Evidence) -> Outcome:
     if changed:
         tags.append("state_shape_changes")
         problems.append(changed)
+    narrow = _low_precision(ev)
+    if narrow:
+        tags.append("dtype_not_float32")
+        problems.append(f"{', '.join(narrow[:4])}{' ...' if len(narrow) > 4 else ''}: not float32 like the input")
     if problems:
         return Outcome(False, expected, "; ".join(problems), tuple(dict.fromkeys(tags)))
     return Outcome(True, expected, notes=tuple(notes))
@@ -341,6 +356,20 @@ def _shape_problem(good: list[Trajectory]) -> str:
     return ""
 
 
+def _low_precision(ev: Evidence) -> list[str]:
+    """Outputs and variables the submission made in a narrower float type than the
+    float32 input (the worker sends them widened, and says which: its word can only
+    cost points here)."""
+    found: list[str] = []
+    for probe in ev.suite.probes:
+        for entry in ev.meta(probe).get("dtypes", []):
+            what, _, dtype = entry.rpartition(": ")
+            what = what.split("/", 1)[1] if what.count("/") >= 2 else what  # init/params/gamma -> params/gamma
+            if f"{what} ({dtype})" not in found:
+                found.append(f"{what} ({dtype})")
+    return found
+
+
 def _shape_changes(good: list[Trajectory]) -> str:
     """A variable whose shape after a training or eval call differs from the one init
     gave it (the values are still compared, with length-1 axes squeezed: the shape
@@ -350,7 +379,10 @@ def _shape_changes(good: list[Trajectory]) -> str:
             shape = t.result.arrays[f"init/{name}"].shape[1:]
             for prefix in [*(f"train{s}" for s in range(t.steps)), "eval"]:
                 later = t.result.arrays.get(f"{prefix}/{name}")
-                if isinstance(later, np.ndarray) and later.shape[1:] != shape:
+                # (only the same values with axes of length 1 added or dropped: another
+                # size, say statistics over the wrong axis, is that mistake's to charge)
+                if isinstance(later, np.ndarray) and later.shape[1:] != shape and \
+                        tuple(n for n in later.shape[1:] if n != 1) == tuple(n for n in shape if n != 1):
                     return (f"{name} has shape {shape} after init and {later.shape[1:]} after {_phase_name(prefix)} "
                             f"on {t.label}: the update assigned a value of another shape")
     return ""
@@ -396,7 +428,13 @@ def init_guard(ev: Evidence) -> Outcome:
             if mean_name in varying:
                 first = traj.x_train[:, 0].astype(np.float64).mean(axis=-2)
                 got = traj.result.arrays[f"init/{mean_name}"].astype(np.float64)
-                if np.allclose(got, 0.1 * first, rtol=1e-3, atol=1e-5):
+                if got.size == first.size and np.allclose(got.reshape(first.shape), first, rtol=1e-4, atol=1e-5):
+                    # The guard may well be there: it is the variable's init function that reads x.
+                    return Outcome(False, expected, observed + " (running_mean = the batch mean itself: the "
+                                   "statistics start from the example batch, not from zeros and ones)",
+                                   ("stats_init_from_batch",))
+                if got.size == first.size and np.allclose(got.reshape(first.shape), 0.1 * first, rtol=1e-3,
+                                                          atol=1e-5):
                     observed += " (running_mean = 0.1 x the batch mean: init ran the update)"
             return Outcome(False, expected, observed, ("init_updates_stats",))
     return Outcome(True, expected)
@@ -785,10 +823,11 @@ def _gradients(ev: Evidence) -> Outcome:
     result = ev.result(probe)
     if result.error is not None:
         observed = f"{result.error['type']}: {result.error['message']}"
+        raised = error_signature(result.error)
         if ev.failed.get("train_output") and _fails_on_shapes_like(ev, probe):
             # The module raises on inputs of this kind in training too: named there.
-            return Outcome(False, expected, observed, ev.failed["train_output"])
-        return Outcome(False, expected, observed)
+            return Outcome(False, expected, observed, ev.failed["train_output"], raised=raised)
+        return Outcome(False, expected, observed, raised=raised)
     a = probe.arrays
     k = returned_cases(result, len(a["x"]))
     if not k:
@@ -889,13 +928,24 @@ def _calls(meta: dict) -> list[dict]:
     return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
 
 
-def _calls_missing_mutable(meta: dict) -> bool:
+def _state_collections(ev: Evidence) -> set[str]:
+    """The collections the module's own init keeps its running statistics in (the
+    contract's batch_stats, or the module's own spelling of it, charged elsewhere)."""
+    good, _ = ev.trajectories()
+    names = good[0].names("init") if good else []
+    own = {n.split("/", 1)[0] for n in names if not n.startswith(("params/", "array/"))}
+    return own or {"batch_stats"}
+
+
+def _calls_missing_mutable(meta: dict, collections: set[str] = frozenset({"batch_stats"})) -> bool:
+    """Whether the worker noted an apply whose `mutable` leaves out every collection
+    the module keeps its statistics in (the worker's word: it can only cost points)."""
     for call in _calls(meta):
         if call.get("call") == "apply":
             mutable = call.get("mutable")
             if mutable is True:
                 continue
-            if not (isinstance(mutable, list) and "batch_stats" in mutable):
+            if not (isinstance(mutable, list) and collections & set(mutable)):
                 return True
     return False
 
@@ -999,7 +1049,11 @@ def _joined(problems: list[str], most: int = 3) -> str:
     for problem in problems:
         where, _, what = problem.partition(": ")
         places.setdefault(what, []).append(where)
-    said = [f"{' and '.join(dict.fromkeys(wheres))}: {what}" for what, wheres in places.items()]
+    def at(wheres: list[str]) -> str:
+        wheres = list(dict.fromkeys(wheres))
+        return " and ".join(wheres) if len(wheres) <= 2 else f"{wheres[0]} (and {len(wheres) - 1} more flows)"
+
+    said = [f"{at(wheres)}: {what}" for what, wheres in places.items()]
     return "; ".join(said[:most]) + (f"; and {len(said) - most} more" if len(said) > most else "")
 
 
@@ -1016,6 +1070,7 @@ def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
                 "batch_stats, apply in the mode the flag says with mutable=['batch_stats'], return N*D values in 1-D")
     tags: list[str] = []
     problems: list[str] = []
+    raised: set[str] = set()
     judged: set[str] = set()
     for probe in ev.suite.flow_probes():
         n, d, flag, where = _flow_case(probe)
@@ -1028,13 +1083,14 @@ def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
         if result.error is not None:
             tags += _missing_collection(ev, result.error) or _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
+            raised.add(error_signature(result.error))
             continue
         model_problem = _built_model_problem(ev, probe, result) if judge_model and not flag else None
         if model_problem is not None:
             tags += model_problem[0]
             problems.append(model_problem[1])
             continue
-        if _calls_missing_mutable(result.meta) and not flag:
+        if _calls_missing_mutable(result.meta, _state_collections(ev)) and not flag:
             tags.append("apply_not_mutable")
             problems.append(f"{where}: apply was called without 'batch_stats' in mutable")
         y = result.arrays.get("y")
@@ -1044,7 +1100,9 @@ def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
         if y.shape != (n * d,):
             if "apply_not_mutable" not in tags:
                 tags.append("output_not_flat")
-            problems.append(f"{where}: returned shape {y.shape}, expected ({n * d},)")
+            also = (": the output flattened together with the 2 x D updated statistics (return the output "
+                    "alone)") if y.size == n * d + 2 * d else ""
+            problems.append(f"{where}: returned shape {y.shape}, expected ({n * d},){also}")
             continue
         got = y.astype(np.float64)
         if _close(got, want):
@@ -1061,7 +1119,9 @@ def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
             problems.append(f"{where}: the output is not what your MyBatchNorm gives after init and one apply "
                             "(did init_and_apply build its model from MyBatchNorm and apply it to x?)")
     if problems:
-        return Outcome(False, expected, _joined(problems), tuple(dict.fromkeys(tags)))
+        only_raised = len(raised) == 1 and all(": raised " in p for p in problems)
+        return Outcome(False, expected, _joined(problems), tuple(dict.fromkeys(tags)),
+                       raised=next(iter(raised)) if only_raised else "")
     if judged != {"train", "eval"}:
         missing = " and ".join(sorted({"train", "eval"} - judged))
         raise Skip(f"your MyBatchNorm does not run in {missing} mode on these inputs (see the module checks), "
@@ -1106,7 +1166,8 @@ def end_to_end(ev: Evidence) -> Outcome:
             continue
         if result.error is not None:
             return Outcome(False, expected, f"{where}: raised {result.error['type']}: {result.error['message']}",
-                           _missing_collection(ev, result.error) or _flow_error_tags(result.error))
+                           _missing_collection(ev, result.error) or _flow_error_tags(result.error),
+                           raised=error_signature(result.error))
         x = probe.arrays["x"][None].astype(np.float64)
         ones, zeros = np.ones((1, d)), np.zeros((1, d))
         truth = {mode: oracle.step(x, ones, zeros, zeros, ones, train=mode == "train").y for mode in ("train", "eval")}
@@ -1118,8 +1179,10 @@ def end_to_end(ev: Evidence) -> Outcome:
                            ("output_not_flat",))
         y = result.arrays.get("y")
         if not isinstance(y, np.ndarray) or y.dtype.kind not in "fiub" or y.shape != (n * d,):
+            numeric = isinstance(y, np.ndarray) and y.dtype.kind in "fiub"
             got = f"shape {y.shape}" if isinstance(y, np.ndarray) else "no numeric array"
-            return Outcome(False, expected, f"{where}: init_and_apply returned {got}, expected shape ({n * d},)")
+            return Outcome(False, expected, f"{where}: init_and_apply returned {got}, expected shape ({n * d},)",
+                           ("output_not_flat",) if numeric else ())
         y = y.astype(np.float64)
         miss = worst(y.reshape(1, n, d), truth[mode], tol)
         if miss is None:
@@ -1153,13 +1216,13 @@ def stability(ev: Evidence) -> Outcome:
         if not advisory.any():
             continue
         x = traj.x_train[:, 0][advisory]
-        gamma, beta = traj.params()
-        mean, var = traj.state("init")
-        true = oracle.step(x, gamma[advisory], beta[advisory], mean[advisory], var[advisory], True).y
-        try:
+        try:  # (variables of the wrong shape are charged by the variables check)
+            gamma, beta = traj.params()
+            mean, var = traj.state("init")
             got = traj.output("train0")[advisory]
         except Malformed:
             continue
+        true = oracle.step(x, gamma[advisory], beta[advisory], mean[advisory], var[advisory], True).y
         with np.errstate(invalid="ignore"):
             err = float(np.nan_to_num(np.abs(got - true), nan=np.inf).max())
         worst_err = max(worst_err, err)
@@ -1204,11 +1267,12 @@ CHECKS: tuple[Check, ...] = (
     MODULE_RUNS,
     Check("variables", "Variables: params gamma/beta, batch_stats running_mean/running_var", 8, variables,
           (MODULE_RUNS,), names=("stats_not_in_batch_stats", "stats_not_variables", "params_not_param",
-                                 "wrong_variable_names", "variable_shape", "state_shape_changes")),
+                                 "wrong_variable_names", "variable_shape", "state_shape_changes",
+                                 "dtype_not_float32")),
     Check("initial_values", "Initial values: ones, zeros, zeros, ones", 5, initial_values, (MODULE_RUNS,),
           names=("wrong_initial_values", "built_in_eval_mode")),  # (the mode: NNX only, where it is state)
     Check("init_guard", "init leaves the running statistics alone (is_initializing guard)", 10, init_guard,
-          (MODULE_RUNS,), names=("init_updates_stats",)),
+          (MODULE_RUNS,), names=("init_updates_stats", "stats_init_from_batch")),
     TRAIN_OUTPUT,
     Check("running_update", "Training mode updates the running statistics (EMA)", 15, running_update, (MODULE_RUNS,),
           names=UPDATE_TAGS + _SHAPES),
@@ -1246,6 +1310,7 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS,
     exercise's own ``pitfalls`` are named (a tag it does not know is dropped)."""
     results: dict[str, CheckResult] = {}
     charged: dict[str, str] = {}
+    shown: dict[str, str] = {}  # an exception of the student's code -> the check that showed it
     # Checks speak in the engine's findings (ev.failed keeps those: later checks read
     # them); results carry the exercise's own tag for each.
     named = {p.finding: p for p in pitfalls.values()}
@@ -1279,17 +1344,41 @@ def evaluate(ev: Evidence, checks: tuple[Check, ...] = CHECKS,
             results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
                                             observed=f"not checked: {skip}", advisory=check.advisory)
             continue
+        except Malformed as err:  # an output of the wrong shape or kind: said in the student's terms
+            ev.failed[check.id] = ()
+            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
+                                            observed=f"not checked: {err}", advisory=check.advisory)
+            continue
         except Exception as err:  # noqa: BLE001 - a grader bug must not hide the other checks
+            # For the instructor (and the grader's own tests, which fail on it); the
+            # student reads that this check could not judge their outputs, not why.
             detail = f"{type(err).__name__}: {err}"[:300]
             print(f"grader: internal error in check {check.id}: {detail}", file=sys.stderr)
-            outcome = Outcome(False, "", f"the grader could not evaluate this check (internal error: {detail}); "
-                              "please report it to your instructor")
+            ev.failed[check.id] = ()
+            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
+                                            observed="not checked: the grader could not judge this part of your "
+                                                     "outputs (your instructor has the details)",
+                                            advisory=check.advisory)
+            continue
         if check.expected:
             outcome = dataclasses.replace(outcome, expected=check.expected)
         if any(t not in named or t not in check.names for t in outcome.tags):
             outcome = dataclasses.replace(outcome, tags=tuple(t for t in outcome.tags
                                                               if t in named and t in check.names))
         outcome = _explained(outcome, charged, named) or outcome
+        if not outcome.passed and outcome.raised and outcome.raised in shown \
+                and all(t in charged for t in outcome.tags):
+            # One cause, one charge: the exception is shown (and named) where it first
+            # failed a check; here there is nothing else to judge.
+            ev.failed[check.id] = outcome.tags
+            kind = outcome.raised.split(":", 1)[0]
+            results[check.id] = CheckResult(check.id, check.name, check.weight, "skipped",
+                                            observed=f"not checked: it needs the call that raises {kind} "
+                                                     f"(shown in '{shown[outcome.raised]}')",
+                                            advisory=check.advisory)
+            continue
+        if not outcome.passed and outcome.raised:
+            shown.setdefault(outcome.raised, check.name)
         status = "passed" if outcome.passed else "failed"
         if not outcome.passed:
             ev.failed[check.id] = outcome.tags

@@ -124,10 +124,35 @@ def diagnose(items: Sequence[Item], tags: Sequence[str]) -> Diagnosis:
     detail = ""
     if not models:
         models, detail = _fitted(items, tags)
+    if not models:  # a fitted number beside another named mistake (momentum 0.97 and N - 1)
+        for tag, base in candidates:
+            if tag in FITTED:
+                continue
+            fitted, words = _fitted(items, tags, base)
+            if fitted and all(_changes(items, v, base) for _, v in fitted):
+                models, detail = [(tag, v) for _, v in fitted] + fitted, words
+                break
+    elif not detail:
+        detail = "; ".join(dict.fromkeys(w for _, v in models if (w := describe(v))))
     found = {tag for tag, _ in models}
     ordered = tuple(t for t in dict.fromkeys([tag for tag, _ in MISTAKES] + list(FITTED)) if t in found)
     return Diagnosis(passed=False, tags=ordered, mismatch=mismatch, where=where,
                      models=tuple(dict.fromkeys(variant for _, variant in models)), detail=detail)
+
+
+def describe(variant: Variant) -> str:
+    """What a model of a mistake computes, where its tag alone leaves it open (which
+    eps, which momentum): the words a student can check against their code."""
+    said = []
+    if variant.eps == "outside":
+        said.append("the output is what sqrt(var) + eps gives, eps outside the square root")
+    elif variant.eps == "none":
+        said.append("the output is what no eps at all gives")
+    elif variant.eps_value != CONTRACT.eps_value:
+        said.append(f"the output is what eps = {variant.eps_value:.3g} inside the square root gives")
+    if variant.momentum != CONTRACT.momentum:
+        said.append(f"it moves as momentum = {variant.momentum:.3g} would")
+    return "; ".join(said)
 
 
 # Mistakes whose model has a number in it that is read off the observed values
@@ -138,12 +163,15 @@ FITTED = ("momentum_value", "update_weights", "eps_misplaced")
 EPS_GRID = tuple(sorted({m * 10.0 ** k for k in range(-10, 2) for m in (1.0, 2.0, 5.0)} | {0.9, 0.99, 0.1}))
 
 
-def _fitted(items: Sequence[Item], tags: Sequence[str]) -> tuple[list[tuple[str, Variant]], str]:
-    """A model with a fitted number that reproduces every item, with its words."""
+def _fitted(items: Sequence[Item], tags: Sequence[str], base: Variant = CONTRACT
+            ) -> tuple[list[tuple[str, Variant]], str]:
+    """A model with a fitted number that reproduces every item, with its words
+    (fitted on top of ``base``: the contract, or another mistake's model)."""
     if "momentum_value" in tags or "update_weights" in tags:
         for with_constant in (False, True):  # the simpler rule first
-            weights = _fit_update(items, with_constant)
-            if weights is None or not _matches(items, variant := Variant(update_weights=weights), loose=True):
+            weights = _fit_update(items, with_constant, base)
+            if weights is None or not _matches(items, variant := dataclasses.replace(base, update_weights=weights),
+                                               loose=True):
                 continue
             keep, take, constant = weights
             if abs(take) < 0.05:  # the batch statistic hardly reaches it: a rule about something else
@@ -158,14 +186,15 @@ def _fitted(items: Sequence[Item], tags: Sequence[str]) -> tuple[list[tuple[str,
     if "eps_misplaced" in tags and items:
         first = items[0]
         for value in EPS_GRID:
-            variant = Variant(eps_value=value)
+            variant = dataclasses.replace(base, eps_value=value)
             if _matches([first], variant, loose=True) and _changes(items, variant, CONTRACT) \
                     and _matches(items, variant, loose=True):
                 return [("eps_misplaced", variant)], f"the output is what eps = {value:.3g} gives"
     return [], ""
 
 
-def _fit_update(items: Sequence[Item], with_constant: bool) -> tuple[float, float, float] | None:
+def _fit_update(items: Sequence[Item], with_constant: bool, base: Variant = CONTRACT
+                ) -> tuple[float, float, float] | None:
     """Least-squares keep, take (and constant) of running = keep * running + take *
     batch + constant over every observed statistic, each weighted by its
     tolerance (None where they are not determined, e.g. items that are outputs)."""
@@ -173,7 +202,7 @@ def _fit_update(items: Sequence[Item], with_constant: bool) -> tuple[float, floa
     columns, observed, scales = [], [], []
     for item in items:
         try:
-            basis = [item.expected(Variant(update_weights=w)) for w in weights]
+            basis = [item.expected(dataclasses.replace(base, update_weights=w)) for w in weights]
         except ValueError:
             return None
         if any(b.shape != item.observed.shape for b in basis):

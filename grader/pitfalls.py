@@ -44,6 +44,17 @@ _ALL = (
         "(call it; a guard like is_mutable_collection is true during init too).",
     ),
     Pitfall(
+        "stats_init_from_batch",
+        "the running statistics start from the example batch",
+        "The function that creates a variable runs once, in init, on the example batch: "
+        "if it reads x (self.variable('batch_stats', 'running_mean', lambda: x.mean(0))), "
+        "the running statistics start from whatever batch init was given instead of zeros "
+        "and ones. The is_initializing() guard cannot help: this is the variable's own "
+        "initial value, not an update.",
+        "Create running_mean with zeros and running_var with ones, of shape (x.shape[-1],): "
+        "use x for its shape only.",
+    ),
+    Pitfall(
         "apply_not_mutable",
         "apply is called without batch_stats in `mutable`",
         "Collections not listed in `mutable` are read-only during apply, so the "
@@ -146,10 +157,11 @@ _ALL = (
     ),
     Pitfall(
         "eps_misplaced",
-        "eps is missing or outside the square root",
+        "eps is missing, outside the square root, or another value",
         "eps keeps the division finite for features with (near) zero variance; the "
-        "contract adds it to the variance: sqrt(var + eps).",
-        "Divide by sqrt(var + eps).",
+        "contract adds eps = 1e-5 to the variance: sqrt(var + eps). The observed "
+        "line above says which of the three your output matches.",
+        "Divide by sqrt(var + eps), with the eps the module is given (1e-5 by default).",
         models=(
             {"eps": "outside"},
             {"eps": "none"},
@@ -192,6 +204,17 @@ _ALL = (
         "computed with keepdims=True and assigned as they are.",
         "Compute the batch mean and variance without keepdims (shape (D,)), or reshape "
         "them to the variable's own shape before assigning.",
+    ),
+    Pitfall(
+        "dtype_not_float32",
+        "variables or outputs in a narrower float type than float32",
+        "The contract's variables and outputs are float32, the dtype of x. bfloat16 or "
+        "float16 parameters and statistics keep 8 to 11 bits of mantissa: trained values "
+        "are rounded at every step, and the running statistics stop moving once the "
+        "update is smaller than their rounding step. (Mixed precision keeps a float32 "
+        "copy of the weights for exactly this reason.)",
+        "Create gamma, beta and the running statistics as float32 (param_dtype / dtype "
+        "float32, or the input's dtype), and return float32.",
     ),
     Pitfall(
         "wrong_initial_values",

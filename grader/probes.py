@@ -64,10 +64,28 @@ def load_submission(path: str) -> ModuleType:
 # --- turning the student's return values into plain arrays -------------------------
 
 
+# Outputs the submission made in a narrower float type (bfloat16, float16): sent as
+# float32, so that their values are still compared, and named in the result's meta
+# (``dtypes``) for the variables check to charge, once.
+_LOW_PRECISION: dict[str, str] = {}
+
+
+def take_low_precision() -> list[str]:
+    """'what: dtype' for each output sent widened since the last call (and forget them)."""
+    found = [f"{k}: {v}" for k, v in list(_LOW_PRECISION.items())[:MAX_CALLS]]
+    _LOW_PRECISION.clear()
+    return found
+
+
 def _as_array(value: Any, what: str) -> np.ndarray:
     import jax
+    import jax.numpy as jnp
 
     if isinstance(value, jax.Array | np.ndarray):
+        dtype = value.dtype
+        if jnp.issubdtype(dtype, jnp.floating) and np.dtype(dtype).itemsize < 4:
+            _LOW_PRECISION.setdefault(what, str(dtype))
+            return np.asarray(jnp.asarray(value, jnp.float32))
         array = np.asarray(value)
         if array.dtype.kind in "fiub":
             return array
@@ -104,6 +122,15 @@ def _split_apply_result(result: Any) -> tuple[Any, Any]:
 # --- the module probes -------------------------------------------------------------
 
 
+def _mutable(variables: Any) -> list[str]:
+    """``batch_stats`` and every other collection the module's own init made, params
+    aside: the module is probed in its own terms, so a statistic kept in a collection
+    spelled otherwise (``batch_stat``) is charged once, by the variables check, instead
+    of failing every apply with ModifyScopeVariableError."""
+    own = [str(c) for c in dict(variables) if c != "params"]
+    return ["batch_stats", *(c for c in own if c != "batch_stats")]
+
+
 def _segment_default(model: Any, steps: int) -> Callable[..., dict[str, Any]]:
     """init on the first batch, `steps` training applies threading batch_stats, one
     eval; and one eval apply straight after init (``fresh``), on the first batch."""
@@ -112,20 +139,21 @@ def _segment_default(model: Any, steps: int) -> Callable[..., dict[str, Any]]:
     def run(train: Any, evalx: Any, seed: Any) -> dict[str, Any]:
         variables = model.init(jax.random.PRNGKey(seed), train[0], use_running_average=False)
         out = _flatten(variables, "init")
+        mutable = _mutable(variables)
         y, _ = _split_apply_result(
-            model.apply(variables, train[0], use_running_average=True, mutable=["batch_stats"])
+            model.apply(variables, train[0], use_running_average=True, mutable=mutable)
         )
         out["fresh/y"] = y
         state = dict(variables)
         for s in range(steps):
             y, updates = _split_apply_result(
-                model.apply(state, train[s], use_running_average=False, mutable=["batch_stats"])
+                model.apply(state, train[s], use_running_average=False, mutable=mutable)
             )
             out[f"train{s}/y"] = y
             out.update(_flatten(updates, f"train{s}"))
             state = {**state, **dict(updates)}
         y, updates = _split_apply_result(
-            model.apply(state, evalx, use_running_average=True, mutable=["batch_stats"])
+            model.apply(state, evalx, use_running_average=True, mutable=mutable)
         )
         out["eval/y"] = y
         out.update(_flatten(updates, "eval"))
@@ -195,7 +223,7 @@ def _segment_state(model: Any) -> Callable[..., dict[str, Any]]:
         out: dict[str, Any] = {}
         for mode, flag in (("train", False), ("eval", True)):
             y, updates = _split_apply_result(
-                model.apply(state, x, use_running_average=flag, mutable=["batch_stats"])
+                model.apply(state, x, use_running_average=flag, mutable=_mutable(state))
             )
             out[f"{mode}/y"] = y
             out.update(_flatten(updates, mode))
@@ -214,7 +242,7 @@ def _segment_grad(model: Any) -> Callable[..., dict[str, Any]]:
             state = _own_state(model, x, {"gamma": params["gamma"], "beta": params["beta"],
                                           "running_mean": mean, "running_var": var})
             y, _ = _split_apply_result(
-                model.apply(state, x, use_running_average=False, mutable=["batch_stats"])
+                model.apply(state, x, use_running_average=False, mutable=_mutable(state))
             )
             return jnp.sum(y * w)
 

@@ -25,6 +25,7 @@ import dataclasses
 import math
 import os
 import queue
+import re
 import signal
 import subprocess
 import tempfile
@@ -69,7 +70,7 @@ BYTES_PER_WORKER = 4 * 1024 * 1024
 EAGER_BUDGET_MAX = 6.0  # an eager run of a probe may take this many per-probe budgets
 OUTPUT_LIMIT_BYTES = 4 * 2**20  # a worker's stdout and stderr together (32 KiB are shown)
 DISK_POLL_SECONDS = 0.5
-META_KEYS = {"mode": str, "jit_error": dict, "calls": list}
+META_KEYS = {"mode": str, "jit_error": dict, "calls": list, "dtypes": list}
 
 
 @dataclasses.dataclass
@@ -120,7 +121,19 @@ def clean_error(err: Any) -> dict[str, str]:
     kind = str(err.get("type", "Error"))[:60]
     if kind in GRADER_KINDS:
         kind = "Error"
-    return {"type": kind, "message": str(err.get("message", ""))[:600]}
+    return {"type": kind, "message": without_paths(str(err.get("message", "")))[:600]}
+
+
+# A path inside the worker's scratch copy (the student's file, the runtime) or a
+# library: the student needs the file's own name and line, not where the grader put it.
+_SCRATCH_PATH = re.compile(r"(?:/[^\s:'\"(),]+)*/(?:submission|runtime|site-packages)/")
+
+
+def without_paths(message: str) -> str:
+    """``message`` with the folders of the grader's scratch copies and of installed
+    libraries left out: '/tmp/bngrade-work-x/submission/batchnorm.py:79' is
+    'batchnorm.py:79', '/.../site-packages/flax/nnx/variablelib.py' 'flax/nnx/variablelib.py'."""
+    return _SCRATCH_PATH.sub("", message)
 
 
 def clean_meta(meta: Any) -> dict[str, Any]:
@@ -131,6 +144,8 @@ def clean_meta(meta: Any) -> dict[str, Any]:
     out = {k: v for k, v in meta.items() if k in META_KEYS and isinstance(v, META_KEYS[k])}
     if "calls" in out:
         out["calls"] = [c for c in out["calls"][:16] if isinstance(c, dict)]
+    if "dtypes" in out:  # (it can only cost points: a charge for a narrower float type)
+        out["dtypes"] = [without_paths(d)[:120] for d in out["dtypes"][:16] if isinstance(d, str)]
     if "jit_error" in out:
         out["jit_error"] = clean_error(out["jit_error"])
     return out

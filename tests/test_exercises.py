@@ -106,19 +106,28 @@ def test_readme_nnx_rubric_and_pitfalls_follow_the_declarations():
     assert [r[1] for r in rows] == ["advice" if c.advisory else str(c.weight) for c in nnx.checks]
     assert [bool(r[2]) for r in rows] == [bool(c.depends) for c in nnx.checks]
     section = text.split("#### Pitfalls NNX names", 1)[1].split("\n### ", 1)[0]
-    own = set(re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M))
-    shared = set(re.findall(r"`([a-z_]+)`", section.split("And every Linen tag", 1)[1].split("(`init_updates", 1)[0]))
+    own = set(re.findall(r"^\| `([a-z0-9_]+)` \|", section, flags=re.M))
+    shared = set(re.findall(r"`([a-z0-9_]+)`", section.split("And every Linen tag", 1)[1].split("(`init_updates", 1)[0]))
     assert own == {t for t in nnx.pitfalls if t not in PITFALLS}
     assert shared == {t for t in nnx.pitfalls if t in PITFALLS}
     renamed = {p.finds for p in nnx.pitfalls.values() if p.finds}
-    assert set(PITFALLS) - shared - renamed == {"init_updates_stats", "apply_not_mutable", "flow_collections"}
+    assert set(PITFALLS) - shared - renamed == {"init_updates_stats", "stats_init_from_batch", "apply_not_mutable",
+                                                "flow_collections"}
 
 
 def test_the_instructions_name_only_tags_the_grader_gives():
     """Students read '[tag]' in the instructions and then in the grader's output."""
     for exercise in EXERCISES.values():
-        named = set(re.findall(r"\[`([a-z_]+)`\]", exercise.instructions.read_text()))
+        named = set(re.findall(r"\[`([a-z0-9_]+)`\]", exercise.instructions.read_text()))
         assert named <= set(exercise.pitfalls), (exercise.name, named - set(exercise.pitfalls))
     nnx = get("batchnorm_nnx")
     assert {t for t in nnx.pitfalls if t not in PITFALLS} <= set(
-        re.findall(r"\[`([a-z_]+)`\]", nnx.instructions.read_text()))
+        re.findall(r"\[`([a-z0-9_]+)`\]", nnx.instructions.read_text()))
+
+
+def test_the_linen_instructions_name_every_pitfall_it_grades():
+    """The kit says everything that is graded: the Linen instructions' table names
+    every pitfall of the exercise, and no other (NNX's names its own, above)."""
+    linen = get("batchnorm_linen")
+    table = linen.instructions.read_text().split("## Common pitfalls the grader names", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"\[`([a-z0-9_]+)`\]", table)) == set(linen.pitfalls)

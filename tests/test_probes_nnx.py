@@ -552,7 +552,7 @@ def test_every_wrong_submission_declares_its_pitfall_and_the_brief_s_tags_are_co
     assert {"eval_updates_stats", "eval_uses_batch_stats", "train_uses_running_stats", "train_skips_update",
             "momentum_reversed", "unbiased_variance", "eps_misplaced", "stats_as_params", "eval_not_switched",
             "jax_jit_on_state", "stats_not_variables"} <= tags
-    assert all(re.fullmatch(r"[a-z_]+", tag) for tag in tags)
+    assert all(re.fullmatch(r"[a-z0-9_]+", tag) for tag in tags)
     assert len(CORRECT) >= 3
 
 

@@ -257,7 +257,27 @@ def test_an_untagged_shape_failure_gets_a_shape_hint_not_the_formula():
     value = CheckResult("train_output", "Training mode normalizes", 15, "failed", "the formula",
                         "training step 1 on 2x3: max error 0.5 at feature 1 (tolerance 1e-06)")
     assert "shapes" in check_message(shape) and "formula above" not in check_message(shape)
-    assert "formula above" in check_message(value)
+    assert "formula above" not in check_message(value)  # "the formula" names none: no formula is above
+    formula = CheckResult("train_output", "Training mode normalizes", 15, "failed", "gamma * (x - mean) / sqrt(var)",
+                          "training step 1 on 2x3: max error 0.5 at feature 1 (tolerance 1e-06)")
+    assert "formula above" in check_message(formula)
+
+
+def test_a_known_exception_gets_the_hint_for_its_kind_not_a_generic_one():
+    """The hint names what to change for exceptions whose cause is known."""
+    from grader.checks import CheckResult
+    from grader.report.text import check_message
+
+    def hint(observed: str) -> str:
+        message = check_message(CheckResult("flow", "init_and_apply", 10, "failed", "x", observed))
+        return message.split("Hint: ", 1)[1]
+
+    assert "traced" in hint("raised TracerBoolConversionError: Attempted boolean conversion of traced array")
+    assert "self.running_mean[...] = new" in hint(
+        "on 2x3: TypeError: JAX arrays are immutable and do not support in-place item assignment (line 64)")
+    assert "keepdims" in hint("on 2x3: ValueError: Cannot broadcast to shape with fewer dimensions (line 64)")
+    generic = hint("on 2x3: ZeroDivisionError: division by zero (line 12)")
+    assert "line named above" in generic and "shapes" not in generic
 
 
 def test_report_pages_fit_a_phone_and_have_a_main_landmark():
@@ -269,3 +289,13 @@ def test_report_pages_fit_a_phone_and_have_a_main_landmark():
     for page in (feedback_page("alice", data), class_report({"alice": data}, {"alice": "alice/feedback.html"})):
         assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
         assert "<main>" in page and "</main>" in page
+
+
+def test_error_messages_keep_the_students_file_and_line_but_no_grader_folder():
+    from grader.sandbox import clean_error
+
+    err = clean_error({"type": "TracerBoolConversionError", "message": (
+        "while tracing the function step at /tmp/bngrade-work-il6_pdxb/submission/batchnorm.py:79 for jit; "
+        "see /work/x/.venv/lib/python3.11/site-packages/flax/nnx/variablelib.py (line 81)")})
+    assert "batchnorm.py:79" in err["message"] and "flax/nnx/variablelib.py" in err["message"]
+    assert "/tmp/" not in err["message"] and "site-packages" not in err["message"] and "bngrade" not in err["message"]

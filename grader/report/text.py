@@ -29,20 +29,48 @@ def check_message(check: CheckResult, pitfalls: Mapping[str, Pitfall] = PITFALLS
         lines.append(f"Likely mistake [{tag}]: {pitfall.title}. {pitfall.why}")
         lines.append(f"Hint: {pitfall.hint}")
     if not check.tags:
-        lines.append(_untagged_hint(check.observed))
+        lines.append(_untagged_hint(check.observed, check.expected))
     lines += list(check.notes)
     return clean("\n".join(lines))
 
 
-def _untagged_hint(observed: str) -> str:
-    """A hint that fits what went wrong: a shape, an exception, or a value."""
+# Exceptions whose cause is known, whatever the check: (words in the message, hint).
+ERROR_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("tracerboolconversionerror", "concretizationtypeerror", "tracerintegerconversionerror"),
+     "Hint: a Python `if` (or bool(), int(), float()) on a value JAX is tracing: inside jax.jit or nnx.jit "
+     "arrays are placeholders with no value yet. Decide the mode "
+     "outside the traced function (call model.eval() or model.train(), or convert the flag with bool(...), "
+     "before the jitted call), and use jnp.where for choices that depend on values."),
+    (("arrays are immutable", "does not support item assignment", "object does not support item assignment"),
+     "Hint: your code assigns into a JAX array in place (`array[...] = new`); JAX arrays cannot change. "
+     "Write through the variable instead: `self.running_mean[...] = new` in NNX (not "
+     "`self.running_mean.value[...] = new`: `.value` is the array itself), `running_mean.value = new` in "
+     "Linen."),
+    (("cannot broadcast to shape with fewer dimensions", "incompatible shapes for broadcasting",
+      "shapes must be equal", "cannot broadcast"),
+     "Hint: a value of one shape meets a variable or array of another: for example batch statistics taken "
+     "with keepdims=True, shape (1, D), written into a (D,) running statistic. Print the shapes of both "
+     "sides of the line named above."),
+    (("has dtype",),
+     "Hint: the contract's outputs and variables are float32, like x: create them with the input's dtype "
+     "(or jnp.float32), not bfloat16/float16/int."),
+)
+
+
+def _untagged_hint(observed: str, expected: str = "") -> str:
+    """A hint that fits what went wrong: a known exception, a shape, an exception,
+    or a value."""
     text = observed.lower()
+    for words, hint in ERROR_HINTS:
+        if any(w in text for w in words):
+            return hint
+    if "raised" in text or "error:" in text or "exception" in text:
+        return ("Hint: your code raised this exception on these inputs: open your file at the line named above "
+                "(the practice suite, without a secret, shows the same kinds of inputs).")
     if "shape" in text or "is missing" in text or "cases" in text:
         return ("Hint: this is about shapes and names, not the formula: print the shapes of what your code "
                 "returns (the output, each variable) on a small (N, D) input and compare them with the "
                 "expectation above.")
-    if "raised" in text or "error:" in text or "exception" in text:
-        return ("Hint: your code raised an exception on these inputs: run the practice suite (no secret) "
-                "locally, which shows the same kinds of inputs, and read the line it names.")
-    return ("Hint: compare your code with the formula above; the practice suite (no secret) shows the same "
-            "kinds of inputs.")
+    said = "the formula above" if any(c in expected for c in "=*/") else "the expectation above"
+    return (f"Hint: compare what your code computes with {said}, step by step, on a small (N, D) "
+            "input (the practice suite, without a secret, shows the same kinds of inputs).")

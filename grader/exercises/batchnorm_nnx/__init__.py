@@ -16,7 +16,7 @@ from grader.pitfalls import PITFALLS, Pitfall
 
 def _pitfalls() -> dict[str, Pitfall]:
     """Linen's pitfalls that NNX can show, in NNX's words, plus NNX's own."""
-    linen_only = {"init_updates_stats", "apply_not_mutable", "flow_collections"}  # no init pass, no `mutable`,
+    linen_only = {"init_updates_stats", "stats_init_from_batch", "apply_not_mutable", "flow_collections"}  # no init pass, no `mutable`,
     # no collections dict in NNX
     words = {tag: p for tag, p in PITFALLS.items() if tag not in linen_only}
     replace = {
