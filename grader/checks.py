@@ -356,6 +356,9 @@ def _shape_problem(good: list[Trajectory]) -> str:
     return ""
 
 
+RESHAPED_WRITE = "reshaped_write"  # (the NNX worker's key: see probes_nnx._writes_in_the_variables_shape)
+
+
 def _low_precision(ev: Evidence) -> list[str]:
     """Outputs and variables the submission made in a narrower float type than the
     float32 input (the worker sends them widened, and says which: its word can only
@@ -375,6 +378,10 @@ def _shape_changes(good: list[Trajectory]) -> str:
     gave it (the values are still compared, with length-1 axes squeezed: the shape
     is charged here, once)."""
     for t in good:
+        if RESHAPED_WRITE in t.result.arrays:  # (NNX: the grader reshaped the writes to judge the rest)
+            return (f"on {t.label}, the training call writes a value of another shape into a (D,) running "
+                    "statistic with [...] = (batch statistics with keepdims=True?), which raises; the grader wrote "
+                    "it in the variable's shape to judge everything else")
         for name in t.names("init"):
             shape = t.result.arrays[f"init/{name}"].shape[1:]
             for prefix in [*(f"train{s}" for s in range(t.steps)), "eval"]:
@@ -912,6 +919,17 @@ def _flow_error_tags(err: dict[str, str]) -> tuple[str, ...]:
     return ()
 
 
+def _write_shape(ev: Evidence, err: dict[str, str]) -> tuple[str, ...]:
+    """A flow that fails on the write the module's own probes had to reshape (NNX,
+    keepdims statistics written with [...] =): the module's mistake, charged by the
+    variables check, not the flow's."""
+    good, _ = ev.trajectories()
+    if "cannot broadcast to shape with fewer dimensions" in err["message"].lower() and any(
+            RESHAPED_WRITE in t.result.arrays for t in good):
+        return ("state_shape_changes",)
+    return ()
+
+
 def _missing_collection(ev: Evidence, err: dict[str, str]) -> tuple[str, ...]:
     """A flow that fails looking up batch_stats in a module that declares none:
     the module's mistake (charged by the variables check), not the flow's."""
@@ -1081,7 +1099,8 @@ def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
         judged.add(mode)
         result = ev.result(probe)
         if result.error is not None:
-            tags += _missing_collection(ev, result.error) or _flow_error_tags(result.error)
+            tags += _missing_collection(ev, result.error) or _write_shape(ev, result.error) or \
+                _flow_error_tags(result.error)
             problems.append(f"{where}: raised {result.error['type']}: {result.error['message']}")
             raised.add(error_signature(result.error))
             continue
@@ -1166,8 +1185,8 @@ def end_to_end(ev: Evidence) -> Outcome:
             continue
         if result.error is not None:
             return Outcome(False, expected, f"{where}: raised {result.error['type']}: {result.error['message']}",
-                           _missing_collection(ev, result.error) or _flow_error_tags(result.error),
-                           raised=error_signature(result.error))
+                           _missing_collection(ev, result.error) or _write_shape(ev, result.error) or
+                           _flow_error_tags(result.error), raised=error_signature(result.error))
         x = probe.arrays["x"][None].astype(np.float64)
         ones, zeros = np.ones((1, d)), np.zeros((1, d))
         truth = {mode: oracle.step(x, ones, zeros, zeros, ones, train=mode == "train").y for mode in ("train", "eval")}
@@ -1258,7 +1277,7 @@ def mutable_true(ev: Evidence) -> Outcome:
 # Shapes that do not fit the variables explain shape errors in any module check.
 _SHAPES = ("variable_shape", "stats_over_features")
 _FLOW_NAMES = ("apply_not_mutable", "flow_collections", "jax_jit_on_state", "output_not_flat", "seed_not_cast",
-               "stats_not_in_batch_stats", "flag_ignored")
+               "stats_not_in_batch_stats", "flag_ignored", "state_shape_changes")
 
 MODULE_RUNS = Check("module_runs", "MyBatchNorm initializes and applies", 0, module_runs)
 TRAIN_OUTPUT = Check("train_output", "Training mode normalizes with the batch statistics", 15, train_output,

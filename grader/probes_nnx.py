@@ -47,7 +47,8 @@ jitted; one that cannot be traced runs case by case, eagerly
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -468,6 +469,38 @@ def _with_notes(meta: dict[str, Any], notes: _Notes) -> dict[str, Any]:
     return meta
 
 
+RESHAPED_WRITE = "reshaped_write"  # an output key: the probe ran with keepdims-shaped writes reshaped
+_WRITE_SHAPE_WORDS = ("cannot broadcast to shape with fewer dimensions",)
+
+
+@contextlib.contextmanager
+def _writes_in_the_variables_shape(reshaped: list[bool]) -> Iterator[None]:
+    """While active, ``variable[...] = value`` with a value that is the variable's
+    shape plus or minus axes of length 1 (batch statistics taken with keepdims=True)
+    writes it in the variable's own shape instead of raising, and notes that it did:
+    the module is then probed in its own terms, and the shape is charged once, by
+    the variables check (state_shape_changes), instead of every check that trains."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    original = nnx.Variable.__setitem__
+
+    def setitem(self: Any, key: Any, value: Any) -> None:
+        current = getattr(self.get_value(), "shape", None)
+        shape = getattr(value, "shape", None)
+        if key is Ellipsis and current is not None and shape is not None and tuple(shape) != tuple(current) \
+                and tuple(n for n in shape if n != 1) == tuple(n for n in current if n != 1):
+            reshaped.append(True)
+            value = jnp.reshape(value, current)
+        original(self, key, value)
+
+    nnx.Variable.__setitem__ = setitem
+    try:
+        yield
+    finally:
+        nnx.Variable.__setitem__ = original
+
+
 def probe_module(cls: type, params: dict[str, Any], arrays: dict[str, np.ndarray]
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One module probe: its cases vmapped and jitted, or eagerly if that fails."""
@@ -476,6 +509,17 @@ def probe_module(cls: type, params: dict[str, Any], arrays: dict[str, np.ndarray
         outputs, meta = _run(fn, args)
         return outputs, _with_notes(meta, notes)
     except ProbeError as err:
+        if any(w in err.message.lower() for w in _WRITE_SHAPE_WORDS):
+            reshaped: list[bool] = []
+            try:
+                with _writes_in_the_variables_shape(reshaped):
+                    fn, args, notes = _segment(cls, params, arrays)
+                    outputs, meta = _run(fn, args)
+                if reshaped:
+                    cases = len(next(iter(outputs.values())))
+                    return {**outputs, RESHAPED_WRITE: np.ones(cases, np.float32)}, _with_notes(meta, notes)
+            except ProbeError:
+                pass  # it fails for another reason too: the first error is the one to show
         if params["segment"] == "default":
             # Keep what construction created, so the variables can still be checked.
             try:
