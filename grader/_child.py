@@ -72,6 +72,7 @@ def main(argv: list[str]) -> int:
     name = job[0].get("adapter", "probes")
     adapter = importlib.import_module(f".{name if name in ADAPTERS else 'probes'}", __package__)
     install_eager_seed_check()
+    getattr(adapter, "before_import", lambda: None)()  # (Linen: the init/apply recorder)
     required = tuple(str(n) for n in job[0].get("required", REQUIRED_NAMES))
     submission, import_error = _import(job[0]["path"], required)
     _send(out, {"kind": Frame.READY.value, "error": import_error, "seconds": time.perf_counter() - started})

@@ -692,16 +692,29 @@ def eval_output(ev: Evidence) -> Outcome:
     expected = "eval mode: gamma * (x - running_mean) / sqrt(running_var + eps) + beta"
 
     def build(traj: Trajectory) -> list[Item]:
+        items = []
         a = _apply_from_own_state(traj, None, f"train{traj.steps - 1}")
-        if a is None:
-            return []
-        return [Item(
-            label=f"eval after {traj.steps} training steps on {traj.label}",
-            observed=traj.output("eval")[a.sel],
-            expected=lambda v: oracle.step(a.x, a.gamma, a.beta, a.mean, a.var, False, v).y,
-            tol=_output_tol(a.x, a.gamma, a.beta, a.mean, a.var, train=False),
-            families=_families(traj, a.sel),
-        )]
+        if a is not None:
+            items.append(Item(
+                label=f"eval after {traj.steps} training steps on {traj.label}",
+                observed=traj.output("eval")[a.sel],
+                expected=lambda v: oracle.step(a.x, a.gamma, a.beta, a.mean, a.var, False, v).y,
+                tol=_output_tol(a.x, a.gamma, a.beta, a.mean, a.var, train=False),
+                families=_families(traj, a.sel),
+            ))
+        # Eval straight after init too: the flow check compares an eval flow with this
+        # output (fresh/y), so it is scored here, where the module must earn it.
+        f = _apply_from_own_state(traj, 0, "init")
+        if f is not None:
+            items.append(Item(
+                label=f"eval right after init on {traj.label}",
+                observed=take(traj.result.arrays, "fresh/y", (traj.cases, traj.n, traj.d),
+                              f"the output of eval right after init on {traj.label}")[f.sel],
+                expected=lambda v: oracle.step(f.x, f.gamma, f.beta, f.mean, f.var, False, v).y,
+                tol=_output_tol(f.x, f.gamma, f.beta, f.mean, f.var, train=False),
+                families=_families(traj, f.sel),
+            ))
+        return items
 
     return _run_module_items(ev, build, EVAL_TAGS, expected)
 

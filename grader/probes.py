@@ -12,6 +12,7 @@ grader accepts a result only if it holds every case it sent).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import traceback
@@ -362,22 +363,38 @@ def _mutable_repr(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def _recording(cls: type, calls: list[dict[str, Any]]) -> type:
-    """A subclass of ``cls`` whose init/apply note how they were called."""
-    original_init, original_apply = cls.init, cls.apply
+# The flow being recorded: (the student's class, where its init/apply calls go), or None.
+_RECORDING: tuple[type, list[dict[str, Any]]] | None = None
+
+
+def before_import() -> None:
+    """Note how a flow calls init and apply, however it reaches them: the recorder
+    wraps flax.linen.Module.init and .apply themselves, before the submission is
+    imported, so an alias it takes at import (``_apply = MyBatchNorm.apply``) is the
+    recorder too. Outside a flow (``_RECORDING`` unset) it only passes calls on."""
+    import flax.linen as nn
+
+    original_init, original_apply = nn.Module.init, nn.Module.apply
 
     def init(self: Any, rngs: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append({"call": "init", "rngs": type(rngs).__name__,
-                      "use_running_average": repr(kwargs.get("use_running_average"))[:40]})
+        _note(self, {"call": "init", "rngs": type(rngs).__name__,
+                     "use_running_average": repr(kwargs.get("use_running_average"))[:40]})
         return original_init(self, rngs, *args, **kwargs)
 
     def apply(self: Any, variables: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append({"call": "apply", "mutable": _mutable_repr(kwargs.get("mutable", False)),
-                      "collections": sorted(str(k) for k in dict(variables))[:8],
-                      "use_running_average": repr(kwargs.get("use_running_average"))[:40]})
+        _note(self, {"call": "apply", "mutable": _mutable_repr(kwargs.get("mutable", False)),
+                     "collections": sorted(str(k) for k in dict(variables))[:8],
+                     "use_running_average": repr(kwargs.get("use_running_average"))[:40]})
         return original_apply(self, variables, *args, **kwargs)
 
-    return type(cls.__name__, (cls,), {"init": init, "apply": apply, "__module__": cls.__module__})
+    for name, wrapper, original in (("init", init, original_init), ("apply", apply, original_apply)):
+        functools.update_wrapper(wrapper, original)
+        setattr(nn.Module, name, wrapper)
+
+
+def _note(module: Any, entry: dict[str, Any]) -> None:
+    if _RECORDING is not None and isinstance(module, _RECORDING[0]) and len(_RECORDING[1]) < MAX_CALLS:
+        _RECORDING[1].append(entry)
 
 
 def install_eager_seed_check() -> None:
@@ -406,11 +423,14 @@ def install_eager_seed_check() -> None:
 
 
 def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any, calls: list[dict[str, Any]]) -> Any:
-    submission.MyBatchNorm = _recording(own, calls)
+    """init_and_apply with the init/apply calls of the student's class noted (see
+    :func:`before_import`)."""
+    global _RECORDING
+    _RECORDING = (own, calls)
     try:
         return submission.init_and_apply(float(params["seed"]), x, float(params["flag"]))
     finally:
-        submission.MyBatchNorm = own
+        _RECORDING = None
 
 
 class FlowResult(NamedTuple):

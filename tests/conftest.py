@@ -19,6 +19,9 @@ SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 CORRECT = sorted((SUBMISSIONS / "correct").glob("*.py"))
 WRONG = sorted((SUBMISSIONS / "wrong").glob("*.py"))
 HOSTILE = sorted((SUBMISSIONS / "hostile").glob("*.py"))
+# Found by red-teaming the grader: wrong in ways with no tag; each header says the score
+# it must get and the one check it must lose ("# expect: 90, eval_output").
+REDTEAM = sorted((SUBMISSIONS / "redteam").glob("*.py"))
 TEST_SECRET = "tests-hidden-suite-secret"
 SUBMISSIONS_NNX = Path(__file__).resolve().parent / "submissions_nnx"
 # One known-wrong submission per exercise, each costing one check: the Linen tests' own
@@ -75,7 +78,7 @@ def _grade_bundled_in_one_batch(folder: Path) -> dict[Path, CliRun]:
     pool, two at a time. A student's internal-error line on stderr goes to its run."""
     import shutil
 
-    paths = [*CORRECT, *WRONG, REFERENCE_FILE]
+    paths = [*CORRECT, *WRONG, *REDTEAM, REFERENCE_FILE]
     ids = {path: f"{path.parent.name}-{path.stem}" for path in paths}
     class_dir, out = folder / "class", folder / "batch-out"
     class_dir.mkdir()
@@ -103,7 +106,7 @@ def grade_file(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     def grade(path: Path, *extra: str, secret: str | None = TEST_SECRET) -> CliRun:
         key = (path, extra, secret)
-        if key not in cache and not extra and secret == TEST_SECRET and path in (*CORRECT, *WRONG, REFERENCE_FILE):
+        if key not in cache and not extra and secret == TEST_SECRET and path in (*CORRECT, *WRONG, *REDTEAM, REFERENCE_FILE):
             if not bundled:
                 bundled.update(_grade_bundled_in_one_batch(folder))
             cache[key] = bundled[path]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from grader.pitfalls import TAGS
-from tests.conftest import CORRECT, ROOT, WRONG, declared_pitfalls
+from tests.conftest import CORRECT, REDTEAM, ROOT, WRONG, declared_pitfalls
 
 pytestmark = pytest.mark.slow
 ADVISORY_TAGS = {"not_jittable"}
@@ -108,3 +108,43 @@ def test_a_flow_mistake_costs_the_flow_check_only(name: str, grade_file):
     flow = next(t for t in run.results["tests"] if t["name"].startswith("init_and_apply: init"))
     assert flow["status"] == "failed"
     assert run.results["score"] == 100 - flow["max_score"]
+
+
+def _text(run) -> str:  # noqa: ANN001 - a CliRun
+    return "\n".join(t["output"] for t in run.results["tests"])
+
+
+def test_each_message_says_what_that_code_did(grade_file):
+    """A student changes the line a message points at: it must be true for their
+    code, and a lookalike mistake gets its own words (from the shared batch)."""
+    wrong = ROOT / "tests" / "submissions" / "wrong"
+    assert "eps = 0.001 inside the square root" in _text(grade_file(wrong / "eps_keras_default.py"))
+    assert "eps outside the square root" in _text(grade_file(wrong / "eps_outside_sqrt.py"))
+    from_batch = _text(grade_file(wrong / "stats_init_from_batch.py"))
+    assert "the batch mean itself" in from_batch and "is_initializing()` is false" not in from_batch
+    assert "0.1 x the batch mean: init ran the update" in _text(grade_file(wrong / "init_no_guard.py"))
+    assert "flattened together with the 2 x D" in _text(grade_file(wrong / "flow_flattens_updates.py"))
+    typo = grade_file(wrong / "collection_typo_everywhere.py").results
+    assert typo["score"] == 92 and "batch_stat/running_mean" in _text(grade_file(wrong / "collection_typo_everywhere.py"))
+
+
+def test_no_message_shows_a_grader_path_or_prints_a_traceback_twice(grade_file):
+    for path in [*CORRECT, *WRONG]:
+        run = grade_file(path)
+        text = _text(run)
+        assert "/tmp/" not in text and "bngrade" not in text and "site-packages" not in text, path.name
+        raised = [t["output"] for t in run.results["tests"] if "Observed:" in t["output"] and " raised " in t["output"]]
+        firsts = [o.split("Observed:", 1)[1].split("\n", 1)[0] for o in raised]
+        assert len(firsts) == len(set(firsts)), (path.name, firsts)
+
+
+@pytest.mark.parametrize("path", REDTEAM, ids=lambda p: p.stem)
+def test_red_team_submission_gets_its_score_and_loses_its_one_check(path: Path, grade_file):
+    from grader.checks import CHECKS
+
+    score, check = path.read_text().splitlines()[0].removeprefix("# expect: ").split(", ")
+    run = grade_file(path)
+    charged = [t["name"] for t in run.results["tests"] if t["max_score"] > 0 and t["score"] < t["max_score"]]
+    assert run.results["score"] == float(score), [t["output"][:300] for t in run.results["tests"]
+                                                  if t["status"] != "passed"]
+    assert charged == [{c.id: c.name for c in CHECKS}[check]]

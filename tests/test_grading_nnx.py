@@ -64,3 +64,17 @@ def test_red_team_submission_gets_its_score_and_loses_its_one_check(path: Path, 
     names = {c.id: c.name for c in get("batchnorm_nnx").checks}
     assert data["score"] == float(score), [t["output"][:300] for t in data["tests"] if t["status"] != "passed"]
     assert names[check] in charged
+
+
+def test_each_nnx_message_says_what_that_code_did(graded):
+    """The jit trap in each of its forms, the mode after construction, keepdims writes."""
+    def text(sid: str) -> str:
+        return "\n".join(t["output"] for t in graded[sid]["tests"])
+
+    for silent in ("wrong-jax_jit_model_argument", "wrong-split_new_state_dropped"):
+        assert "still holds the running statistics it was constructed with" in text(silent)
+        assert "nnx.update(model, state)" in text(silent)  # the hint shows the correct forms
+    assert "TraceContextError" in text("wrong-jax_jit_on_state")
+    assert "as in eval mode" in text("wrong-built_in_eval_mode")
+    assert graded["wrong-keepdims_written_in_place"]["score"] == 87
+    assert "[...] =" in text("wrong-keepdims_written_in_place")
