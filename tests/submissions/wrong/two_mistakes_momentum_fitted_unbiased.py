@@ -43,7 +43,7 @@ class MyBatchNorm(nn.Module):
                 m = self.momentum
                 running_mean.value = m * running_mean.value + (1.0 - m) * mean
                 n = x.shape[0]
-                unbiased = var * n / max(n - 1, 1)  # PyTorch keeps the unbiased variance
+                unbiased = var * n / (n - 1)  # PyTorch keeps the unbiased variance
                 running_var.value = m * running_var.value + (1.0 - m) * unbiased
 
         return gamma * (x - mean) / jnp.sqrt(var + self.eps) + beta
