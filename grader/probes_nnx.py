@@ -328,7 +328,7 @@ NEW_MODEL_Y = "new/y"  # the first call of a model nobody switched (see _segment
 # What NNX's own tools make of the module's state. Each is optional evidence: a
 # module these tools cannot handle is still graded by everything else, so their
 # failures leave their keys out instead of failing the probe.
-TOOL_KEYS = ("optimizer/", "split/", "merged/")  # the output keys these tools add
+TOOL_KEYS = ("optimizer/", "split/", "merged/", "new/")  # the output keys these tools (and the mode probe) add
 SPLIT_GROUPS = ("params", "batch_stats", "rest")  # nnx.split(model, nnx.Param, nnx.BatchStat, ...)
 OPTIMIZER_LR = 1.0
 
@@ -614,9 +614,22 @@ def _model_state(instances: list[Any]) -> dict[str, Any]:
         return {}
     try:
         state = snapshot(instances[0], MODEL_PREFIX)
-        return {k: jnp.asarray(v) + 0 for k, v in state.items()}  # an escaped tracer raises here
+        if any(_escaped(v) for v in state.values()):
+            return {UNREADABLE: jnp.ones(())}
+        return {k: jnp.asarray(v) for k, v in state.items()}
     except Exception:  # noqa: BLE001 - a model of a finished trace: see above
         return {UNREADABLE: jnp.ones(())}
+
+
+def _escaped(value: Any) -> bool:
+    """Whether ``value`` is a tracer of a trace other than the running one (a value
+    left behind by a jitted function that has returned): reading it would fail the
+    whole probe, and only later, where the outer jit ends."""
+    try:
+        from jax._src import core
+    except ImportError:  # pragma: no cover - another jax: read it, and let eager mode catch it
+        return False
+    return isinstance(value, core.Tracer) and value._trace is not core.trace_ctx.trace
 
 
 def _flow_call(submission: ModuleType, own: type, params: dict[str, Any], x: Any, calls: list[dict[str, Any]]

@@ -126,7 +126,8 @@ def clean_error(err: Any) -> dict[str, str]:
 
 # A path inside the worker's scratch copy (the student's file, the runtime) or a
 # library: the student needs the file's own name and line, not where the grader put it.
-_SCRATCH_PATH = re.compile(r"(?:/[^\s:'\"(),]+)*/(?:submission|runtime|site-packages)/")
+_SCRATCH_PATH = re.compile(r"(?:/[^\s:'\"(),]+)*/(?:submission|runtime|bngrader_rt|site-packages)/|"
+                           r"(?:/[^\s:'\"(),]+)*/bngrade[^\s:'\"(),/]*(?:/[^\s:'\"(),/]+)*/")
 
 
 def without_paths(message: str) -> str:

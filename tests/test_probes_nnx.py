@@ -136,7 +136,9 @@ def test_default_segment_of_the_reference_is_the_oracle_with_linen_keys(probe: P
     tools = {f"{tool}/{c}/{name}" for tool in ("optimizer", "split")
              for c, name in [("params", "gamma"), ("params", "beta"), *(("batch_stats", n) for n in STATS)]}
     assert set(got) == set(want) | {f"{p}/params/{name}" for p in [*(f"train{s}" for s in range(steps)), "eval"]
-                                    for name in ("gamma", "beta")} | tools | {"merged/y"}
+                                    for name in ("gamma", "beta")} | tools | {"merged/y", "new/y"}
+    # a model nobody switched trains: its first call is the first training step's
+    np.testing.assert_array_equal(got["new/y"], got["train0/y"])
     # NNX's own tools: the optimizer step moves the params only, split sorts the state
     # into Param and BatchStat, merge rebuilds a model that evaluates the same.
     assert all(not got[f"optimizer/batch_stats/{n}"].any() for n in STATS)
