@@ -33,7 +33,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     run = run_cli("batch", str(folder), "--out", str(out), "--jobs", "2", "--exercise", "batchnorm_nnx",
                   env={"GRADER_SECRET": TEST_SECRET}, timeout=900)
     assert run.code == 0, run.stderr
-    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
+    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("students/*/results.json")}
 
 
 def test_reference_and_correct_submissions_score_100_and_the_stub_0(graded):
