@@ -97,8 +97,8 @@ def _compare(whole: Path, merged: Path, size: int) -> bool:
 
 def synthetic_merge(work: Path, size: int) -> bool:
     """The merge alone, on fake result folders shaped as batch writes them."""
-    from grader.batch import STUDENTS, Roster, Student, _write_student, student_folders
-    from grader.shard import Shard, merge, write_manifest
+    from grader.batch import STUDENTS, Roster, Student, _write_student, student_folders, write_manifest
+    from grader.shard import Shard, merge
 
     ids = [f"student{i:05d}" for i in range(size)]
     started = time.perf_counter()

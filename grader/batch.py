@@ -233,7 +233,7 @@ class _Job:
 
 def _grade_one(job: _Job) -> tuple[str, dict[str, Any], str]:
     """Grade in a pool process and write the student's files; returns the
-    student id, results.json data and a warning for the instructor ("" if none).
+    student id, results.json data and why its files could not be written ("" if they were).
     Never raises: whatever fails is this student's graded 0 with the reason."""
     global _GRADING
     _GRADING = True
@@ -323,8 +323,6 @@ def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bo
               roster: Roster | None = None, warn: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
     """Grade everyone (or ``shard``'s students) not already graded; returns
     {student id: results.json data}. ``roster``: the discovery already made."""
-    from grader.shard import write_manifest
-
     if roster is None:
         roster = discover(folder, shard.owns if shard else None)
     students = roster.students
@@ -333,6 +331,7 @@ def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bo
     (out / STUDENTS).mkdir(parents=True, exist_ok=True)
     write_manifest(out, shard, roster, digest, options.exercise, graded=0)
     done: dict[str, dict[str, Any]] = {}
+    unwritten: set[str] = set()  # graded, but its files could not be written: not complete
     todo: list[_Job] = []
     for student in students:
         job = _Job(student, student.fingerprint(digest), out / STUDENTS / folders[student.id],
@@ -351,8 +350,10 @@ def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bo
             try:
                 for student_id, data, warning in pool.imap_unordered(_grade_one, todo):
                     done[student_id] = data
-                    if warning and warn is not None:
-                        warn(warning)
+                    if warning:
+                        unwritten.add(student_id)
+                        if warn is not None:
+                            warn(warning)
                     progress(student_id, data, False)
                     if interrupted:
                         raise KeyboardInterrupt
@@ -367,7 +368,7 @@ def run_batch(folder: Path, out: Path, options: Options, *, jobs: int, force: bo
             pool.join()
     graded = {s.id: done[s.id] for s in students if s.id in done}
     write_summaries(out, graded)
-    write_manifest(out, shard, roster, digest, options.exercise, graded=len(graded))
+    write_manifest(out, shard, roster, digest, options.exercise, graded=len(graded.keys() - unwritten))
     return done
 
 
@@ -406,6 +407,39 @@ def write_summaries(out: Path, graded: dict[str, dict[str, Any]]) -> None:
     write_atomically(out / "gradebook.csv", gradebook_csv(graded))
     write_atomically(out / "report.html", class_report(graded, {sid: f"{STUDENTS}/{folders[sid]}/feedback.html"
                                                                 for sid in graded}))
+
+
+# --- the manifest: what an output folder holds, for grader.shard's merge ----------------
+
+MANIFEST = "shard.json"
+MANIFEST_FORMAT = 1
+
+
+def class_digest(ids: list[str]) -> str:
+    """Tells two classes apart (shards of one class must agree on it)."""
+    digest = hashlib.sha256()
+    for student_id in sorted(ids):
+        digest.update(student_id.encode("utf-8", "surrogateescape") + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def write_manifest(out: Path, shard: Shard | None, roster: Roster, suite: str, exercise: str, graded: int) -> None:
+    """``OUT/shard.json``: which students this folder owns and what graded them.
+    Written incomplete before grading, complete once every owned student is written."""
+    owned = [s.id for s in roster.students]
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "shard": shard.label if shard else "1/1",
+        "sharded": shard is not None,
+        "students": owned,
+        "class": {"size": len(roster.class_ids), "digest": class_digest(roster.class_ids)},
+        "exercise": exercise,
+        "suite": suite,  # a digest of the cases: tells secrets apart, never reveals one
+        "grader": {"version": __version__, "code": _grader_digest()[:24]},
+        "graded": graded,
+        "complete": graded == len(owned),
+    }
+    write_atomically(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
 
 
 def default_jobs() -> int:

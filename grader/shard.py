@@ -32,11 +32,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from grader import __version__
+from grader.batch import MANIFEST, MANIFEST_FORMAT, STUDENTS, student_folders, write_summaries
 from grader.safetext import clean
-
-MANIFEST = "shard.json"
-MANIFEST_FORMAT = 1
 
 
 class ShardError(Exception):
@@ -131,37 +128,6 @@ def _slurm(env: Mapping[str, str], count: int | None) -> Shard:
     return _checked(task - first + 1, total, "SLURM_ARRAY_TASK_ID")
 
 
-# --- the manifest: what a batch output folder holds ------------------------------------
-
-def class_digest(ids: list[str]) -> str:
-    digest = hashlib.sha256()
-    for student_id in sorted(ids):
-        digest.update(student_id.encode("utf-8", "surrogateescape") + b"\0")
-    return digest.hexdigest()[:24]
-
-
-def write_manifest(out: Path, shard: Shard | None, roster: Any, suite: str, exercise: str, graded: int) -> None:
-    """``OUT/shard.json``: which students this folder owns and what graded them.
-    Written incomplete before grading, complete once every owned student is written."""
-    from grader.batch import _grader_digest
-    from grader.report.gradescope import write_atomically
-
-    owned = [s.id for s in roster.students]
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "shard": shard.label if shard else "1/1",
-        "sharded": shard is not None,
-        "students": owned,
-        "class": {"size": len(roster.class_ids), "digest": class_digest(roster.class_ids)},
-        "exercise": exercise,
-        "suite": suite,  # a digest of the cases: tells secrets apart, never reveals one
-        "grader": {"version": __version__, "code": _grader_digest()[:24]},
-        "graded": graded,
-        "complete": graded == len(owned),
-    }
-    write_atomically(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-
-
 @dataclasses.dataclass
 class _Part:
     folder: Path
@@ -184,6 +150,10 @@ def _read_part(folder: Path) -> _Part:
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ShardError(f"{clean(str(path))} is not a shard manifest this grader reads (format "
                          f"{MANIFEST_FORMAT}); re-run that shard with this grader")
+    students = manifest.get("students")
+    if not isinstance(students, list) or not all(isinstance(sid, str) for sid in students):
+        raise ShardError(f"{clean(str(path))} does not list its students; re-run that shard")
+    manifest["shard"] = parse_shard(str(manifest.get("shard")), f"shard in {path}").label
     return _Part(folder, manifest)
 
 
@@ -240,8 +210,6 @@ def check_parts(folders: list[Path]) -> list[_Part]:
 
 def _results(part: _Part) -> dict[str, tuple[Path, dict[str, Any]]]:
     """Each owned student's folder and results.json data, as the shard wrote them."""
-    from grader.batch import STUDENTS, student_folders
-
     owned = [str(sid) for sid in part.manifest.get("students", [])]
     label = str(part.manifest.get("shard"))
     index, count = (int(x) for x in label.split("/"))
@@ -265,8 +233,6 @@ def _results(part: _Part) -> dict[str, tuple[Path, dict[str, Any]]]:
 
 def merge(folders: list[Path], out: Path) -> dict[str, dict[str, Any]]:
     """Merge shard folders into ``out`` (replaced whole, or left untouched if refused)."""
-    from grader.batch import STUDENTS, student_folders, write_summaries
-
     if not folders:
         raise ShardError("give the output folders of the shards to merge")
     resolved_out = out.resolve()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.batch import Student, discover
 from grader import submission
+from grader.batch import Student, discover
 from grader.submission import MAX_CANDIDATES, NotFound, find
 
 REFERENCE = (Path(__file__).resolve().parents[1] / "solution" / "batchnorm.py").read_text()
@@ -94,3 +94,15 @@ def test_names_the_grader_prints_are_cleaned(args, capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and "error" in err
+
+
+def test_a_student_whose_files_cannot_be_written_is_still_graded_and_named(tmp_path, monkeypatch):
+    from grader import batch
+
+    monkeypatch.setattr(batch, "_OPTIONS", batch.Options(None, 10.0, None, "process", []))
+    (tmp_path / "students").write_text("a file where the students' folder goes\n")
+    job = batch._Job(Student("ann", tmp_path / "ann", problem="nothing was graded: empty"), "f" * 24,
+                     tmp_path / "students" / "ann", "1/2")
+    student_id, data, warning = batch._grade_one(job)
+    assert student_id == "ann" and data["score"] == 0 and data["extra_data"]["shard"] == "1/2"
+    assert warning.startswith("could not write the results of ann")

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.batch import STUDENTS, Roster, Student, _write_student, student_folders
-from grader.shard import Shard, ShardError, merge, resolve_shard, shard_of, write_manifest
+from grader.batch import STUDENTS, Roster, Student, _write_student, student_folders, write_manifest
+from grader.shard import Shard, ShardError, merge, resolve_shard, shard_of
 
 ids = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 
@@ -73,7 +73,7 @@ def test_a_shard_that_cannot_be_chosen_says_why(given, count, env, message):
 
 # --- merge, on folders shaped as batch writes them ----------------------------------------
 
-CLASS = [f"s{i:03d}" for i in range(40)] + ["josé", "report.html"]
+CLASS = [f"s{i:03d}" for i in range(16)] + ["josé", "report.html"]
 
 
 def _result(sid: str, score: float, shard: str) -> dict:
@@ -154,3 +154,16 @@ def test_a_rerun_shard_replaces_only_its_own_students(tmp_path):
                                                               for sid in CLASS}
     book = (tmp_path / "class" / "gradebook.csv").read_text()
     assert book.count(",50,") == sum(1 for sid in CLASS if shard_of(sid, 2) == 2)
+
+
+@pytest.mark.parametrize("damage", [{"shard": None}, {"students": "everyone"}, {"format": 99}, "not json"])
+def test_a_damaged_manifest_is_a_sentence_not_a_traceback(tmp_path, damage):
+    shards = [_shard(tmp_path, k, 2) for k in (1, 2)]
+    path = shards[1] / "shard.json"
+    if isinstance(damage, dict):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **damage}))
+    else:
+        path.write_text(damage)
+    with pytest.raises(ShardError, match="shard.json"):
+        merge(shards, tmp_path / "class")
+    assert not (tmp_path / "class").exists()
