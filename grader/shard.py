@@ -241,6 +241,7 @@ def merge(folders: list[Path], out: Path) -> dict[str, dict[str, Any]]:
         if here == resolved_out or resolved_out in here.parents or here in resolved_out.parents:
             raise ShardError(f"--out {clean(str(out))} must not be, hold or be inside a shard's folder "
                              f"({clean(str(folder))})")
+    _replaceable(out)
     parts = check_parts(folders)
     everyone: dict[str, tuple[Path, dict[str, Any]]] = {}
     for part in parts:
@@ -268,15 +269,29 @@ def merge(folders: list[Path], out: Path) -> dict[str, dict[str, Any]]:
     return graded
 
 
+def _replaceable(out: Path) -> None:
+    """``out`` is replaced whole, so it must be new, empty, or an earlier batch's or merge's output."""
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise ShardError(f"--out {clean(str(out))} exists and is not a folder")
+    if any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ShardError(f"--out {clean(str(out))} holds files that are not a batch's output (no {MANIFEST}); "
+                         "merge into a new folder, or into the one an earlier merge wrote")
+
+
 def _swap_into_place(staging: Path, out: Path) -> None:
     """``staging`` becomes ``out``; an old ``out`` is removed only once the new one is there."""
     os.chmod(staging, 0o755)
     if not os.path.lexists(out):
         os.rename(staging, out)
         return
-    if out.is_symlink() or not out.is_dir():
-        raise ShardError(f"--out {clean(str(out))} exists and is not a folder")
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
     os.rename(out, old / "previous")
-    os.rename(staging, out)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(old / "previous", out)  # the earlier merge stays as it was
+        os.rmdir(old)
+        raise
     shutil.rmtree(old, ignore_errors=True)

@@ -167,3 +167,13 @@ def test_a_damaged_manifest_is_a_sentence_not_a_traceback(tmp_path, damage):
     with pytest.raises(ShardError, match="shard.json"):
         merge(shards, tmp_path / "class")
     assert not (tmp_path / "class").exists()
+
+
+def test_merge_never_replaces_a_folder_that_is_not_a_batch_output(tmp_path):
+    shards = [_shard(tmp_path, k, 2) for k in (1, 2)]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work\n")
+    with pytest.raises(ShardError, match="not a batch's output"):
+        merge(shards, home)
+    assert (home / "thesis.tex").read_text() == "years of work\n"
