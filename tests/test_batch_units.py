@@ -84,16 +84,19 @@ def test_a_file_past_the_size_of_a_batchnorm_is_listed_never_read(tmp_path):
 @pytest.mark.parametrize("args", [
     ["grade", "\x1b]0;owned\x07\x1b[2J.py"],
     ["batch", "\x1b]52;c;ZXZpbA==\x07class", "--out", "x"],
-    ["grade", "x.py", "--exercise", "\x1b[31mred"],
+    ["grade", "x.py", "\x1b[2Jextra"],  # argparse quotes unrecognized arguments raw
+    ["selftest", "--known-wrong", "\x1b[2Jnowhere"],
 ])
 def test_names_the_grader_prints_are_cleaned(args, capsys):
     from grader.cli import main
 
-    with pytest.raises(SystemExit) as stopped:
-        main(args)
-    assert stopped.value.code == 2
+    try:
+        code = main(args)
+    except SystemExit as stopped:
+        code = stopped.code
+    assert code == 2
     err = capsys.readouterr().err
-    assert "\x1b" not in err and "\x07" not in err and "error" in err
+    assert "\x1b" not in err and "\x07" not in err and "grader" in err
 
 
 def test_a_student_whose_files_cannot_be_written_is_still_graded_and_named(tmp_path, monkeypatch):
@@ -106,3 +109,13 @@ def test_a_student_whose_files_cannot_be_written_is_still_graded_and_named(tmp_p
     student_id, data, warning = batch._grade_one(job)
     assert student_id == "ann" and data["score"] == 0 and data["extra_data"]["shard"] == "1/2"
     assert warning.startswith("could not write the results of ann")
+
+
+def test_the_selftest_prints_a_known_wrong_folder_name_clean(tmp_path, capsys):
+    from grader.cli import main
+
+    folder = tmp_path / "\x1b]0;owned\x07wrong"
+    folder.mkdir()
+    assert main(["selftest", "--known-wrong", str(folder)]) == 1
+    printed = capsys.readouterr()
+    assert "holds no .py" in printed.out and "\x1b]0" not in printed.out + printed.err
