@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUBMISSION ?=
 
-.PHONY: grade test bench mutants clean
+.PHONY: grade test bench mutants shard-scale clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py
+
+# A class of 2,000 generated submissions graded whole and as 4 shards (two at a time),
+# merged and compared with the whole; about an hour on 2 free cores (SIZE=... for less).
+SIZE ?= 2000
+shard-scale: $(STAMP)
+	$(PY) bench/shard_scale.py --size $(SIZE)
 
 # Every mutant of the reference: classified by behaviour, graded, report in build/.
 mutants: $(STAMP)

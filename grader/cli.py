@@ -22,8 +22,16 @@ class UsageError(Exception):
 
 
 def _error(message: str, code: int = 2) -> NoReturn:
-    print(f"grader: error: {message}", file=sys.stderr)
+    print(f"grader: error: {clean_text(message)}", file=sys.stderr)
     raise SystemExit(code)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the values it quotes back (paths, names) cleaned like student output."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {clean_text(message)}\n")
 
 
 class NoSubmission(UsageError):
@@ -96,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     from grader.exercises import EXERCISES
     from grader.isolation import LEVELS
 
-    parser = argparse.ArgumentParser(prog="python -m grader", description="Grade the BatchNorm-with-batch_stats exercise.")
+    parser = _Parser(prog="python -m grader", description="Grade the BatchNorm-with-batch_stats exercise.")
     parser.add_argument("--version", action="version", version=f"bn-grader {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -129,7 +137,17 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output folder")
     b.add_argument("--jobs", type=_positive(int, "--jobs"), default=None, help="submissions graded at once (default: cores)")
     b.add_argument("--force", action="store_true", help="regrade everyone, even if unchanged")
+    b.add_argument("--shard", metavar="K/N", default=None,
+                   help="grade only shard K of N (students split by a hash of their id); default: the job "
+                        "array's own variables (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX with --shards, "
+                        "CI_NODE_INDEX), else the whole class")
+    b.add_argument("--shards", metavar="N", type=_positive(int, "--shards"), default=None,
+                   help="the number of shards, where the engine gives only this run's index (JOB_COMPLETION_INDEX)")
     common(b)
+
+    m = sub.add_parser("merge", help="merge the output folders of a sharded batch into one gradebook and report")
+    m.add_argument("folders", nargs="+", help="every shard's --out folder")
+    m.add_argument("--out", required=True, help="the class folder to write (replaced whole once the merge is checked)")
 
     h = sub.add_parser("handout", help="build the student kit: stub, instructions, practice check")
     exercise(h)
@@ -261,10 +279,10 @@ def _handout(args: argparse.Namespace) -> int:
         raise UsageError(f"the handout is built from the full project, and {err.filename} is missing") from err
     if out.suffix == ".zip":
         write_zip(files, out, folder=KIT_FOLDER)
-        print(f"wrote the student kit ({len(files)} files, in the folder {KIT_FOLDER}/) to {out}")
+        print(f"wrote the student kit ({len(files)} files, in the folder {KIT_FOLDER}/) to {clean_text(str(out))}")
     else:
         write_tree(files, out)
-        print(f"wrote the student kit ({len(files)} files) to {out}")
+        print(f"wrote the student kit ({len(files)} files) to {clean_text(str(out))}")
     return 0
 
 
@@ -280,7 +298,7 @@ def _gradescope(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         raise UsageError(f"the bundle is built from the full project, and {err.filename} is missing") from err
     write_zip(files, out)
-    print(f"wrote {out}: upload it as the autograder (setup.sh and run_autograder at its root)")
+    print(f"wrote {clean_text(str(out))}: upload it as the autograder (setup.sh and run_autograder at its root)")
     return 0
 
 
@@ -289,19 +307,21 @@ def _selftest(args: argparse.Namespace) -> int:
 
     folder = Path(args.known_wrong) if args.known_wrong else None
     if folder is not None and not folder.is_dir():
-        print(f"grader: --known-wrong {args.known_wrong}: not a folder", file=sys.stderr)
+        print(f"grader: --known-wrong {clean_text(args.known_wrong)}: not a folder", file=sys.stderr)
         return 2
     return 0 if run_selftest(_exercise(args), folder, timeout=args.timeout) else 1
 
 
 def _batch(args: argparse.Namespace) -> int:
     from grader.batch import BatchError, Options, default_jobs, discover, run_batch
+    from grader.shard import ShardError, resolve_shard
 
     folder, out = Path(args.folder), Path(args.out)
     secret = read_secret(args.secret_file)
     try:
-        total = len(discover(folder))
-    except BatchError as err:
+        shard = resolve_shard(args.shard, args.shards, os.environ)
+        roster = discover(folder, shard.owns if shard else None)
+    except (BatchError, ShardError) as err:
         raise UsageError(str(err)) from err
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
         raise UsageError("--out must not be inside the submissions folder")
@@ -314,17 +334,37 @@ def _batch(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write to --out {out}: {err.strerror or err}") from err
     options = Options(secret, args.timeout, args.memory_mb, _level(args),
                       [folder.resolve(), out.resolve(), *_private_paths(args)], _exercise(args))
-    reporter = _progress_reporter(total)
+    if shard is not None:
+        print(f"shard {shard.label} (from {shard.source}): {len(roster.students)} of {len(roster.class_ids)} students",
+              flush=True)
+    reporter = _progress_reporter(len(roster.students))
     try:
         with reporter:
             done = run_batch(folder, out, options, jobs=args.jobs or default_jobs(), force=args.force,
-                             progress=reporter.update)
+                             progress=reporter.update, shard=shard, roster=roster,
+                             warn=lambda text: print(f"grader: warning: {clean_text(text)}", file=sys.stderr))
     except KeyboardInterrupt:
         print("\ninterrupted: finished students are saved; run the same command again to grade the rest",
               file=sys.stderr)
         return 130
     mean = sum(d["score"] for d in done.values()) / max(1, len(done))
-    print(f"graded {len(done)} submissions (mean {mean:.1f}); wrote {out / 'gradebook.csv'} and {out / 'report.html'}")
+    print(clean_text(f"graded {len(done)} submissions (mean {mean:.1f}); wrote {out / 'gradebook.csv'} and "
+                     f"{out / 'report.html'}"))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from grader.shard import ShardError, merge
+
+    out = Path(args.out)
+    try:
+        graded = merge([Path(f) for f in args.folders], out)
+    except ShardError as err:
+        raise UsageError(f"nothing merged: {err}") from err
+    except OSError as err:
+        raise UsageError(f"nothing merged: cannot write {args.out}: {err.strerror or err}") from err
+    print(clean_text(f"merged {len(args.folders)} shards ({len(graded)} students); wrote {out / 'gradebook.csv'} "
+                     f"and {out / 'report.html'}"))
     return 0
 
 
@@ -389,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             return _grade(args)
         if args.command == "batch":
             return _batch(args)
+        if args.command == "merge":
+            return _merge(args)
         if args.command == "handout":
             return _handout(args)
         if args.command == "gradescope":

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from grader.safetext import clean
 
 
 SELFTEST_SECRET = "selftest"
@@ -63,7 +66,8 @@ def run_selftest(exercise: str, known_wrong_dir: Path | None = None, timeout: fl
     plan: list[tuple[Path, str]] = [(chosen.reference, "100, no pitfall"), (chosen.stub, "0")]
     wrong = known_wrong(chosen.name, (known_wrong_dir,) if known_wrong_dir else None)
     if known_wrong_dir and not wrong:
-        console.print(f"[red]{known_wrong_dir} holds no .py file whose first line is '# pitfall: TAG'.[/]")
+        console.print(Text(f"{clean(str(known_wrong_dir))} holds no .py file whose first line is '# pitfall: TAG'.",
+                           style="red"))
         return False
     plan += wrong
     plan = [(p, e) for p, e in plan if p.is_file()]
@@ -79,7 +83,8 @@ def run_selftest(exercise: str, known_wrong_dir: Path | None = None, timeout: fl
         else:
             ok = score < max_score and ", ".join(sorted(tags)) == expectation
         ok_all &= ok
-        table.add_row(f"{path.parent.name}/{path.name}", expectation, got, "[green]ok[/]" if ok else "[red]BROKEN[/]")
+        table.add_row(Text(clean(f"{path.parent.name}/{path.name}")), Text(clean(expectation)), Text(clean(got)),
+                      "[green]ok[/]" if ok else "[red]BROKEN[/]")
     console.print(table)
     console.print("[green]The grader holds.[/]" if ok_all else "[red]The grader no longer holds: see BROKEN rows.[/]")
     return ok_all

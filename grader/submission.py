@@ -15,17 +15,24 @@ walked to a bounded depth and size, and a broken notebook is a message.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 SUBMISSION_FILE = "batchnorm.py"
 SUFFIXES = (".py", ".ipynb")
 MAX_DEPTH = 5
-MAX_ENTRIES = 5000
+MAX_ENTRIES = 5000  # names listed in an upload, folders included
 MAX_READ = 4 << 20  # a submission larger than this is not a BatchNorm
+MAX_CANDIDATES = 200  # .py/.ipynb files read to find the one that defines the contract
+MAX_TOTAL_BYTES = 64 << 20  # their sizes together
+MAX_WALK_SECONDS = 10.0
+_TOO_BIG = ("the upload holds {what}, more than a BatchNorm exercise needs, so it was not searched; "
+            f"upload only your {SUBMISSION_FILE} or your notebook")
 _SKIP_DIRS = {"__MACOSX", "__pycache__", ".ipynb_checkpoints", "node_modules", ".git", ".venv", "venv"}
 _DEFINES = re.compile(rb"^[ \t]*(class[ \t]+MyBatchNorm\b|def[ \t]+init_and_apply\b)", re.M)
 # Cell magics whose body is still Python: the magic line goes, the body stays.
@@ -41,42 +48,71 @@ def find(folder: Path) -> Path:
     top = folder / SUBMISSION_FILE
     if os.path.lexists(top):
         return top  # a link or a special file there is refused by the grade itself, as a result
-    found = [path for path in _files(folder) if _defines_contract(path)]
+    listed = _files(folder)
+    found = [path for path in listed if _defines_contract(path)]
     if len(found) == 1:
         return found[0]
     names = ", ".join(p.relative_to(folder).as_posix() for p in found[:6]) + (" ..." if len(found) > 6 else "")
     if found:
         raise NotFound(f"several files define MyBatchNorm or init_and_apply ({names}); upload only one "
                        f"(ideally named {SUBMISSION_FILE})")
-    others = [p.relative_to(folder).as_posix() for p in _files(folder)][:6]
+    others = [p.relative_to(folder).as_posix() for p in listed][:6]
     seen = f" (found {', '.join(others)}, none of which defines them)" if others else " (found no .py or .ipynb file)"
     raise NotFound(f"no file defines MyBatchNorm or init_and_apply{seen}; upload your {SUBMISSION_FILE} "
                    "or your notebook")
 
 
 def _files(folder: Path) -> list[Path]:
-    """Regular .py/.ipynb files under ``folder``, links not followed, in a stable order."""
+    """Regular .py/.ipynb files under ``folder`` that are worth reading, links not
+    followed, in a stable order.
+
+    The walk is bounded before a byte is read: at most MAX_ENTRIES names and
+    MAX_WALK_SECONDS, at most MAX_CANDIDATES candidate files, and their sizes
+    (the larger of the apparent size and the blocks on disk, so that a sparse
+    file counts at what reading it would cost) at most MAX_TOTAL_BYTES together.
+    An upload past any bound is refused (NotFound, saying which), not read.
+    A file larger than MAX_READ is no BatchNorm: listed, never read.
+    """
     out: list[Path] = []
-    budget = MAX_ENTRIES
+    entries = total = 0
+    deadline = time.monotonic() + MAX_WALK_SECONDS
     stack = [(folder, 0)]
-    while stack and budget > 0:
+    while stack:
         here, depth = stack.pop()
         try:
-            entries = sorted(os.scandir(here), key=lambda e: e.name)
+            with os.scandir(here) as listing:
+                names = []
+                for entry in listing:
+                    entries += 1
+                    if entries > MAX_ENTRIES:
+                        raise NotFound(_TOO_BIG.format(what=f"more than {MAX_ENTRIES} files and folders"))
+                    names.append(entry)
         except OSError:
             continue
+        if time.monotonic() > deadline:
+            raise NotFound(_TOO_BIG.format(what=f"too many files to list in {MAX_WALK_SECONDS:g} s"))
         subdirs = []
-        for entry in entries:
-            budget -= 1
-            if budget <= 0:
-                break
+        for entry in sorted(names, key=lambda e: e.name):
             if entry.name.startswith(".") or entry.is_symlink():
                 continue
             if entry.is_dir(follow_symlinks=False):
                 if depth < MAX_DEPTH and entry.name not in _SKIP_DIRS:
                     subdirs.append((Path(entry.path), depth + 1))
             elif entry.is_file(follow_symlinks=False) and entry.name.lower().endswith(SUFFIXES):
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                size = max(info.st_size, getattr(info, "st_blocks", 0) * 512)
+                if size > MAX_READ:
+                    continue  # too large to be a BatchNorm: never read
+                total += size
                 out.append(Path(entry.path))
+                if len(out) > MAX_CANDIDATES:
+                    raise NotFound(_TOO_BIG.format(what=f"more than {MAX_CANDIDATES} .py and .ipynb files"))
+                if total > MAX_TOTAL_BYTES:
+                    raise NotFound(_TOO_BIG.format(
+                        what=f"more than {MAX_TOTAL_BYTES >> 20} MiB of .py and .ipynb files"))
         stack.extend(reversed(subdirs))
     return out
 
@@ -103,6 +139,31 @@ def read_bytes(path: Path, limit: int = MAX_READ) -> bytes:
             raise OSError(f"{path} is not a regular file")
         with os.fdopen(os.dup(fd), "rb") as handle:
             return handle.read(limit)
+    finally:
+        os.close(fd)
+
+
+def file_digest(path: Path, limit: int) -> str:
+    """SHA-256 of a regular file's size and of every byte the grader can read
+    (its first ``limit``), streamed, never through a link (as read_bytes).
+
+    A change anywhere in what is graded changes the digest; bytes past ``limit``
+    are never read by the grade, so they are not hashed (a 1 TB sparse file
+    costs nothing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        digest = hashlib.sha256(f"{info.st_size}\0".encode())
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        return digest.hexdigest()
     finally:
         os.close(fd)
 

@@ -90,7 +90,7 @@ def _grade_bundled_in_one_batch(folder: Path) -> dict[Path, CliRun]:
     assert "internal error" not in run.stderr, run.stderr  # no check may fail to judge a submission
     runs = {}
     for path, sid in ids.items():
-        data = json.loads((out / sid / "results.json").read_text())
+        data = json.loads((out / "students" / sid / "results.json").read_text())
         stderr = "".join(line + "\n" for line in run.stderr.splitlines() if sid in line)
         runs[path] = CliRun(0, "", stderr, data)
     return runs

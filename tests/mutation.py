@@ -643,7 +643,7 @@ def grade(mutants: Sequence[Mutant], work: Path, secret: str, jobs: int = 2, tim
         raise RuntimeError(f"batch failed ({run.code}): {run.stderr[-2000:]}")
     graded: dict[str, Graded] = {}
     for mutant in mutants:
-        data = json.loads((out / mutant.slug / "results.json").read_text())
+        data = json.loads((out / "students" / mutant.slug / "results.json").read_text())
         charged = [t for t in data["tests"] if _charged(t)]
         observed = next((line.removeprefix("Observed: ") for t in charged for line in t["output"].splitlines()
                          if line.startswith("Observed: ")), "")

@@ -34,7 +34,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
                   env={"GRADER_SECRET": TEST_SECRET}, timeout=900)
     assert run.code == 0, run.stderr
     assert "internal error" not in run.stderr, run.stderr  # no check may fail to judge a submission
-    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
+    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("students/*/results.json")}
 
 
 def test_reference_and_correct_submissions_score_100_and_the_stub_0(graded):

@@ -212,7 +212,7 @@ def _grade_level(level: str, exercise: str | None = None) -> LevelRun:
         listener.close()
     results = {}
     for student in submissions.iterdir():
-        path = out / student.name / "results.json"
+        path = out / "students" / student.name / "results.json"
         if path.exists():
             results[student.name] = json.loads(path.read_text())
     _RUNS[level, exercise] = LevelRun(results, run.stdout + run.stderr, run.code, _leftovers(since, token),

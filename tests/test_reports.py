@@ -38,7 +38,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory, exercise: Exercise) -> Path:
 
 
 def test_a_batch_gives_gradebook_report_and_feedback_in_its_exercise(batch: Path, exercise: Exercise):
-    results = {sid: json.loads((batch / sid / "results.json").read_text()) for sid in CLASS}
+    results = {sid: json.loads((batch / "students" / sid / "results.json").read_text()) for sid in CLASS}
     for data in results.values():
         assert data["extra_data"]["exercise"] == exercise.name and data["max_score"] == exercise.max_score
     rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO((batch / "gradebook.csv").read_text()))}
@@ -58,7 +58,7 @@ def test_a_batch_gives_gradebook_report_and_feedback_in_its_exercise(batch: Path
     for tag in tags:  # what the class missed, in the exercise's own words: 1 student of 5
         assert f"20% {escape(exercise.pitfalls[tag].title)}" in report, tag
     for sid in CLASS:
-        assert f'href="{sid}/feedback.html"' in report and (batch / sid / "feedback.html").is_file()
+        assert f'href="students/{sid}/feedback.html"' in report and (batch / "students" / sid / "feedback.html").is_file()
 
 
 def _data(score: float, suite: str = "hidden", tags: tuple[str, ...] = (), problem: str = "") -> dict:
@@ -93,7 +93,7 @@ def test_feedback_table_headers_all_have_names():
 
 
 def test_an_unloadable_submission_gives_its_reason_once(batch: Path, exercise: Exercise):
-    data = json.loads((batch / "eve" / "results.json").read_text())
+    data = json.loads((batch / "students" / "eve" / "results.json").read_text())
     outputs = [t["output"] for t in data["tests"]]
     assert len(outputs) == len(exercise.checks)
     assert sum("SyntaxError" in o for o in outputs) == 1

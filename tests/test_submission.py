@@ -137,7 +137,7 @@ def test_batch_finds_each_students_file_and_grades_an_empty_upload_zero(tmp_path
     run = run_cli("batch", str(folder), "--out", str(out), "--jobs", "2", env={"GRADER_SECRET": TEST_SECRET},
                   timeout=300)
     assert run.code == 0, run.stderr
-    scores = {sid: json.loads((out / sid / "results.json").read_text()) for sid in ("ada", "bob", "cy")}
+    scores = {sid: json.loads((out / "students" / sid / "results.json").read_text()) for sid in ("ada", "bob", "cy")}
     assert scores["ada"]["score"] == 100 and scores["cy"]["score"] == 100
     assert scores["bob"]["score"] == 0 and "none of which defines them" in scores["bob"]["output"]
     assert "internal error" not in run.stderr

@@ -49,9 +49,9 @@ def test_batch_writes_results_gradebook_and_report_then_reuses_them(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "graded 4 submissions" in first.stdout
     for student, score in (("alice", 100), ("bob", 90), ("dave", 0)):
-        data = json.loads((out / student / "results.json").read_text())
+        data = json.loads((out / "students" / student / "results.json").read_text())
         assert data["score"] == score and data["extra_data"]["student"] == student
-        assert (out / student / "feedback.html").read_text().startswith("<!doctype html>")
+        assert (out / "students" / student / "feedback.html").read_text().startswith("<!doctype html>")
     rows = list(csv.DictReader(io.StringIO((out / "gradebook.csv").read_text())))
     assert [r["student_id"] for r in rows] == ["alice", "bob", "carol", "dave"]
     assert list(rows[0]) == ["student_id", "score", "max_score", "status", "pitfalls", "suite", "reason"]
@@ -60,7 +60,7 @@ def test_batch_writes_results_gradebook_and_report_then_reuses_them(tmp_path):
     report = (out / "report.html").read_text()
     assert "<svg" in report and "http" not in report.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "25% running statistics change during init" in report
-    assert 'href="alice/feedback.html"' in report
+    assert 'href="students/alice/feedback.html"' in report
 
     again = _batch(folder, out)
     assert again.stdout.count("(unchanged, kept)") == 4
@@ -68,7 +68,7 @@ def test_batch_writes_results_gradebook_and_report_then_reuses_them(tmp_path):
     shutil.copy(CORRECT[1], folder / "bob.py")  # bob fixes his code
     third = _batch(folder, out)
     assert third.stdout.count("(unchanged, kept)") == 3
-    assert json.loads((out / "bob" / "results.json").read_text())["score"] == 100
+    assert json.loads((out / "students" / "bob" / "results.json").read_text())["score"] == 100
     forced = _batch(folder, out, "--force")
     assert "(unchanged, kept)" not in forced.stdout
 
@@ -93,7 +93,7 @@ def test_batch_interrupted_leaves_complete_files_and_next_run_finishes(tmp_path)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "run the same command again" in stderr, stderr[-2000:]
-    written = sorted(out.glob("*/results.json"))
+    written = sorted(out.glob("students/*/results.json"))
     assert 1 <= len(written) < 8
     for path in written:
         json.loads(path.read_text())  # complete, never half-written
@@ -101,7 +101,7 @@ def test_batch_interrupted_leaves_complete_files_and_next_run_finishes(tmp_path)
     rerun = _batch(folder, out)
     assert rerun.returncode == 0
     assert rerun.stdout.count("(unchanged, kept)") == len(written)
-    assert len(list(out.glob("*/results.json"))) == 8
+    assert len(list(out.glob("students/*/results.json"))) == 8
 
 
 def test_batch_usage_errors(tmp_path):
