@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from grader.protocol import GRADER_KINDS
 from grader.sandbox import RunResult, Session, read_submission
 
 if TYPE_CHECKING:
+    from grader.checks import CheckResult
     from grader.results import GradeResult
 
 DEFAULT_TIMEOUT = 60.0
@@ -32,6 +35,26 @@ def _refusal(submission: Path, err: OSError) -> str:
     if os.path.exists(submission):
         return f"{submission.name} is not a regular file that can be read; upload the .py file itself"
     return f"{submission.name} does not exist"
+
+
+_WORKER_FILE = re.compile(r"\bbatchnorm\.py, line (\d+)")
+
+
+def as_uploaded(text: str, name: str) -> str:
+    """``text`` with the worker's own file name (the submission is always copied in as
+    batchnorm.py) replaced by the name the student uploaded: "dave_broken.py, line 4"."""
+    return _WORKER_FILE.sub(lambda m: f"{name}, line {m.group(1)}", text) if name != "batchnorm.py" else text
+
+
+def _nothing_ran_is_not_advice(checks: list[CheckResult]) -> list[CheckResult]:
+    """Advice that passed only because nothing of the module ran (no call was seen, so
+    nothing was wrong) is shown as skipped: a stub never gets a green check."""
+    from grader.results import GATE
+
+    if not checks or checks[0].id != GATE or checks[0].status == "passed":
+        return checks
+    return [dataclasses.replace(c, status="skipped", notes=(), observed=f"not checked: {checks[0].name} failed")
+            if c.advisory and c.status == "passed" else c for c in checks]
 
 
 def default_workers() -> int:
@@ -93,11 +116,14 @@ def grade(
     from grader.evidence import Evidence, compared_cases
     from grader.results import GradeResult
 
+    name = submission.name or "the submission"
+    if run.import_error is not None:  # the worker compiles it as batchnorm.py: name the file as uploaded
+        run.import_error = {**run.import_error, "message": as_uploaded(run.import_error["message"], name)}
     evidence = Evidence(suite, run)
     # The oracle runs on whatever state the submission reported (NaN, inf, 3e38):
     # NumPy's warnings about it are noise in a student's terminal, not findings.
     with np.errstate(all="ignore"):
-        checks = evaluate(evidence, chosen.checks, chosen.pitfalls)
+        checks = _nothing_ran_is_not_advice(evaluate(evidence, chosen.checks, chosen.pitfalls))
         # What a grader that only compares init_and_apply's output would conclude.
         output_only = run.import_error is None and end_to_end(evidence).passed
     problem = ""
