@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,10 @@ def test_a_batch_gives_gradebook_report_and_feedback_in_its_exercise(batch: Path
     assert "never ran: NotImplementedError" in ben_page and "(not graded)" in ben_page
     # Advice that passed only because nothing ran is not shown as passed.
     assert [t["name"] for t in results["ben"]["tests"] if t["status"] == "passed"] == []
+    # The class in one JUnit file: a suite per student, named by id; the stub's has no passed testcase.
+    suites = {suite.get("name"): suite for suite in ET.parse(batch / "junit.xml").getroot()}
+    assert sorted(suites) == sorted(CLASS)
+    assert all(len(case) == 1 for case in suites["ben"].findall("testcase")), "a check of the stub shows as passed"
     tags = results["cat"]["extra_data"]["tags"]
     assert tags and set(tags) <= set(exercise.pitfalls) and 0 < results["cat"]["score"] < exercise.max_score
     assert rows["dan"]["status"] == "error" and rows["dan"]["reason"].startswith("nothing was graded")

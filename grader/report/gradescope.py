@@ -89,10 +89,17 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "reason": clean(result.reason),  # the problem, or why the module never ran
             "notes": [clean(n) for n in result.notes],
             "tags": [clean(t) for t in result.tags],
+            # Each test's check as the grader saw it (skipped is not failed), for the class's JUnit file.
+            "checks": [{"id": c.id, "status": c.status, "summary": _first_line(c.observed or c.expected)}
+                       for c in result.checks],
             "output_only_would_pass": result.output_only_pass,
             "peak_memory_mb": round(result.peak_rss_mb, 1),
         },
     }
+
+
+def _first_line(text: str) -> str:
+    return clean(text).strip().split("\n", 1)[0][:200]
 
 
 def write_atomically(path: Path, text: str) -> None:
