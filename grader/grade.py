@@ -16,6 +16,7 @@ from grader.sandbox import RunResult, Session, read_submission
 
 if TYPE_CHECKING:
     from grader.checks import CheckResult
+    from grader.exercises import Exercise
     from grader.results import GradeResult
 
 DEFAULT_TIMEOUT = 60.0
@@ -57,6 +58,21 @@ def _nothing_ran_is_not_advice(checks: list[CheckResult]) -> list[CheckResult]:
             if c.advisory and c.status == "passed" else c for c in checks]
 
 
+def wrong_exercise(source: bytes, chosen: Exercise) -> str:
+    """One line when ``source`` fits another registered exercise better than ``chosen`` (read
+    from the text by each exercise's markers, never run): grading it as ``chosen`` would give
+    a zero with a TypeError instead of the one fact the student needs."""
+    from grader.exercises import fits_better
+
+    found = fits_better(source.decode("utf-8", "replace"), chosen)
+    if found is None:
+        return ""
+    other, evidence = found
+    shown = ", ".join(list(dict.fromkeys(" ".join(e.split()) for e in evidence))[:3])
+    return (f"this looks like the {other.short or other.name} exercise ({shown}), not the "
+            f"{chosen.short or chosen.name} one: grade with --exercise {other.name}")
+
+
 def default_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
@@ -94,6 +110,10 @@ def grade(
             notes.append(converted)
         except ValueError as err:
             source, refused = None, f"{err}; upload the notebook as saved by Jupyter or Colab, or a .py file"
+    if source is not None:
+        better = wrong_exercise(source, chosen)
+        if better:
+            source, refused = None, better
     if source is None:
         from grader.cases import build_suite
 

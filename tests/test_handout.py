@@ -277,3 +277,22 @@ def test_committing_the_kit_leaves_out_the_environment_and_results(tmp_path: Pat
     added = {line.removeprefix("add ").strip("'") for line in staged.splitlines()}
     assert {"batchnorm.py", "check.py", "check.sh", ".gitignore", "INSTRUCTIONS.md"} <= added
     assert not [name for name in added if name.startswith((".venv", "__pycache__")) or name in ("results.json", "junit.xml")]
+
+
+def test_every_grader_command_in_the_kits_texts_grades_the_kits_exercise(tmp_path: Path, kit: Path, exercise: Exercise):
+    """A `python -m grader grade ...` line in the kit's texts works as written inside the kit (the NNX
+    kit's used to grade the Linen exercise), and check.py names the kit's exercise."""
+    assert f'EXERCISE = "{exercise.name}"' in (kit / "check.py").read_text()
+    commands = {m.group(0).strip() for name in STUDENT_TEXTS
+                for m in re.finditer(r"python -m grader grade [^`\n]*", (kit / name).read_text())}
+    work = tmp_path / "kit"
+    shutil.copytree(kit, work)
+    shutil.copy(exercise.reference, work / "batchnorm.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
+    for command in commands:
+        argv = [REAL_PYTHON, *command.split()[1:], "--quiet", "--results", "r.json"]
+        run = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=180,
+                             stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, (command, run.stderr)
+        data = json.loads((work / "r.json").read_text())
+        assert data["extra_data"]["exercise"] == exercise.name and data["score"] == data["max_score"], command
