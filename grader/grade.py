@@ -60,8 +60,9 @@ def _nothing_ran_is_not_advice(checks: list[CheckResult]) -> list[CheckResult]:
 
 def wrong_exercise(source: bytes, chosen: Exercise) -> str:
     """One line when ``source`` fits another registered exercise better than ``chosen`` (read
-    from the text by each exercise's markers, never run): grading it as ``chosen`` would give
-    a zero with a TypeError instead of the one fact the student needs."""
+    from the text by each exercise's markers, never run). It is still graded as ``chosen``
+    (a marker is a guess, and a hostile file stays as confined as any); where that fails or
+    scores nothing, this line is the reason, instead of a zero with a TypeError."""
     from grader.exercises import fits_better
 
     found = fits_better(source.decode("utf-8", "replace"), chosen)
@@ -110,10 +111,8 @@ def grade(
             notes.append(converted)
         except ValueError as err:
             source, refused = None, f"{err}; upload the notebook as saved by Jupyter or Colab, or a .py file"
-    if source is not None:
-        better = wrong_exercise(source, chosen)
-        if better:
-            source, refused = None, better
+    # Read from the text only, before anything runs; said only if grading as ``chosen`` fails.
+    better = wrong_exercise(source, chosen) if source is not None else ""
     if source is None:
         from grader.cases import build_suite
 
@@ -161,6 +160,8 @@ def grade(
         problem = f"time limit of {timeout:g} s exceeded; checks that did not finish score 0"
     elif run.memory_exceeded:
         problem = "memory limit exceeded; checks that did not finish score 0"
+    if better and (problem or not checks or checks[0].status != "passed" or not sum(c.score for c in checks)):
+        problem = better  # the one fact that explains the zero (the checks still show what happened)
     return GradeResult(
         submission=str(submission),
         score=sum(c.score for c in checks),
