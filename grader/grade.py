@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -39,12 +40,22 @@ def _refusal(submission: Path, err: OSError) -> str:
 
 
 _WORKER_FILE = re.compile(r"\bbatchnorm\.py, line (\d+)")
+_LINE = re.compile(r"\(line (\d+)\)")
 
 
-def as_uploaded(text: str, name: str) -> str:
+def as_uploaded(text: str, name: str, where: Callable[[int], str | None] | None = None) -> str:
     """``text`` with the worker's own file name (the submission is always copied in as
-    batchnorm.py) replaced by the name the student uploaded: "dave_broken.py, line 4"."""
-    return _WORKER_FILE.sub(lambda m: f"{name}, line {m.group(1)}", text) if name != "batchnorm.py" else text
+    batchnorm.py) replaced by the name the student uploaded ("dave_broken.py, line 4"),
+    and, for a notebook (``where``), each line by its cell ("hw.ipynb, cell 3, line 2")."""
+    def place(match: re.Match[str], prefix: str) -> str:
+        line = int(match.group(1))
+        return f"{prefix}{(where and where(line)) or f'line {line}'}"
+
+    if name != "batchnorm.py" or where:
+        text = _WORKER_FILE.sub(lambda m: place(m, f"{name}, "), text)
+    if where:
+        text = _LINE.sub(lambda m: f"({place(m, '')})", text)
+    return text
 
 
 def _nothing_ran_is_not_advice(checks: list[CheckResult]) -> list[CheckResult]:
@@ -103,12 +114,14 @@ def grade(
         source = read_submission(submission)
     except OSError as err:
         source, refused = None, _refusal(submission, err)
+    where = None  # a notebook's line -> "cell 3, line 2"
     if source is not None and submission.suffix.lower() == ".ipynb":
-        from grader.submission import notebook_source
+        from grader.submission import read_notebook
 
         try:
-            source, converted = notebook_source(source, submission.name)
-            notes.append(converted)
+            notebook = read_notebook(source, submission.name)
+            source, where = notebook.source, notebook.where
+            notes.append(notebook.note)
         except ValueError as err:
             source, refused = None, f"{err}; upload the notebook as saved by Jupyter or Colab, or a .py file"
     # Read from the text only, before anything runs; said only if grading as ``chosen`` fails.
@@ -137,7 +150,7 @@ def grade(
 
     name = submission.name or "the submission"
     if run.import_error is not None:  # the worker compiles it as batchnorm.py: name the file as uploaded
-        run.import_error = {**run.import_error, "message": as_uploaded(run.import_error["message"], name)}
+        run.import_error = {**run.import_error, "message": as_uploaded(run.import_error["message"], name, where)}
     evidence = Evidence(suite, run)
     # The oracle runs on whatever state the submission reported (NaN, inf, 3e38):
     # NumPy's warnings about it are noise in a student's terminal, not findings.
@@ -145,6 +158,7 @@ def grade(
         checks = _nothing_ran_is_not_advice(evaluate(evidence, chosen.checks, chosen.pitfalls))
         # What a grader that only compares init_and_apply's output would conclude.
         output_only = run.import_error is None and end_to_end(evidence).passed
+    checks = [dataclasses.replace(c, observed=as_uploaded(c.observed, name, where)) for c in checks]
     problem = ""
     if run.import_error is not None:
         err = run.import_error
