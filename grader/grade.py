@@ -175,7 +175,8 @@ def grade(
     elif run.memory_exceeded:
         problem = "memory limit exceeded; checks that did not finish score 0"
     if better and (problem or not checks or checks[0].status != "passed" or not sum(c.score for c in checks)):
-        problem = better  # the one fact that explains the zero (the checks still show what happened)
+        # The fact that explains the zero first, then what happened (the checks show it too).
+        problem = f"{better}; {problem}" if problem else better
     return GradeResult(
         submission=str(submission),
         score=sum(c.score for c in checks),
