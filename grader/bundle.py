@@ -49,6 +49,12 @@ HANDOUT_README = """\
    (or `py -3.11 check.py`). Committing this folder to git? Its .gitignore leaves
    out .venv (hundreds of MB), caches and results files.
 
+Working in a notebook (Jupyter, Colab)? Either write the module from a cell that
+starts with `%%writefile batchnorm.py` and run `!python check.py` in the next one,
+or grade the notebook itself: `python check.py homework.ipynb` (its code cells are
+the submission; `%pip`/`!` lines and Colab's `google.colab`/`drive.mount` lines are
+left out, and the report says so).
+
 The practice suite has the same kinds of inputs as the hidden one your instructor
 grades with, other numbers. Passing it is a good sign, not a guarantee.
 """

@@ -24,7 +24,8 @@ from tests.conftest import ROOT, exercise_args, run_cli
 PATH_WORD = re.compile(r"(?<![\w/.:-])(?:\.{1,2}/)?(?:[\w.-]+/)+[\w.-]*"
                        r"|(?<![\w/.:-])[\w.-]+\.(?:md|py|sh|txt|ipynb|json|xml|zip|toml|yml|yaml)\b")
 NOT_PATHS = {"read/write"}  # words with a slash in the stub's comments
-MADE_BY_CHECK_SH = {".venv/bin/python", ".venv/.installed", "r.json"}  # made when it runs (r.json: an example)
+MADE_BY_CHECK_SH = {".venv/bin/python", ".venv/.installed", "r.json", "homework.ipynb"}  # made when it runs
+# (r.json, homework.ipynb: examples of the student's own names)
 STUDENT_TEXTS = ("README.md", "INSTRUCTIONS.md", "batchnorm.py", "check.sh", "check.py")
 
 
@@ -296,3 +297,22 @@ def test_every_grader_command_in_the_kits_texts_grades_the_kits_exercise(tmp_pat
         assert run.returncode == 0, (command, run.stderr)
         data = json.loads((work / "r.json").read_text())
         assert data["extra_data"]["exercise"] == exercise.name and data["score"] == data["max_score"], command
+
+
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
+def test_check_py_grades_a_notebook_named_first(kit: Path, monkeypatch: pytest.MonkeyPatch):
+    """`python check.py homework.ipynb` grades the notebook; other arguments still go to the grader."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kit_check", kit / "check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    calls = []
+    monkeypatch.setattr(module, "set_up", lambda: True)
+    monkeypatch.setattr(module.subprocess, "run", lambda argv, cwd: calls.append(argv) or subprocess.CompletedProcess(argv, 0))
+    assert module.main(["homework.ipynb", "--results", "r.json"]) == 0
+    assert module.main(["--results", "r.json"]) == 0
+    graded = [argv[argv.index("grade") + 1] for argv in calls]
+    assert graded == [str(Path("homework.ipynb").resolve()), "batchnorm.py"]
+    assert all(argv[-2:] == ["--results", "r.json"] and "--exercise" in argv for argv in calls)

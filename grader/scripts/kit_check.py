@@ -3,6 +3,7 @@
     python check.py                   # Linux, macOS, Windows: any Python 3.11 or newer
     py -3.11 check.py                 # Windows, choosing the version
     PYTHON=/path/to/python3.12 python check.py   # make .venv with another interpreter
+    python check.py homework.ipynb    # grade a notebook (or another .py) instead of batchnorm.py
 
 The first run makes .venv with this Python (or $PYTHON) and installs the pinned
 packages into it; every run then grades batchnorm.py on the public practice suite
@@ -81,9 +82,13 @@ def set_up() -> bool:
 
 
 def main(argv: list[str]) -> int:
+    """Grade batchnorm.py, or the file named first (a notebook: python check.py homework.ipynb)."""
     if not (venv_python().exists() and INSTALLED.exists()) and not set_up():
         return 2
-    command = [str(venv_python()), "-m", "grader", "grade", "batchnorm.py", "--exercise", EXERCISE,
+    target = "batchnorm.py"
+    if argv and not argv[0].startswith("-") and argv[0].lower().endswith((".py", ".ipynb")):
+        target, argv = str(Path(argv[0]).resolve()), argv[1:]
+    command = [str(venv_python()), "-m", "grader", "grade", target, "--exercise", EXERCISE,
                "--isolation", "process", *argv]
     return subprocess.run(command, cwd=KIT).returncode
 
