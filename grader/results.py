@@ -64,8 +64,8 @@ class GradeResult:
 
     @property
     def status(self) -> str:
-        """"error" (the upload could not be graded), "not graded" (it loaded, but the
-        module never ran), else "complete" or "partial"; never "partial" for nothing run."""
+        """The gradebook's word: "error" (the upload could not be graded), "not graded" (it
+        loaded, but the module never ran), else "complete" or "partial" (never for nothing run)."""
         if self.problem:
             return "error"
         if self.never_ran:

@@ -41,8 +41,8 @@ class Exercise:
     pitfalls: Mapping[str, Pitfall]  # the tags it can name, in its own words
     known_wrong: tuple[Path, ...] = ()  # its known-wrong submissions for `selftest` (the first that has any)
     # What its submissions say in code (regular expressions, read from the text, never run): a
-    # submission that matches another exercise's markers more than these is refused with a
-    # sentence naming the exercise it fits (see :func:`fits_better`).
+    # submission that matches another exercise's markers more than these is still graded as
+    # chosen, and where that fails, its reason names the exercise it fits (see :func:`fits_better`).
     markers: tuple[str, ...] = ()
     short: str = ""  # its name in a sentence: "the NNX exercise"
 
