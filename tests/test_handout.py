@@ -232,6 +232,8 @@ os.execv({python!r}, [{python!r}, *sys.argv[1:]])
 """
 
 
+# check.sh runs check.py in every exercise's kit (above); without bash, checked in the default one.
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
 def test_check_py_sets_up_and_grades_without_bash(tmp_path: Path, kit: Path, exercise: Exercise):
     work = tmp_path / "kit"
     shutil.copytree(kit, work)
