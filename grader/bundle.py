@@ -146,6 +146,9 @@ def handout_files(exercise: str | None = None) -> dict[str, bytes]:
         raise RuntimeError(f"{CHECK_PY} no longer holds the line {marker.decode()}; the kit needs it to name its exercise")
     files["check.py"] = check.replace(marker, f'EXERCISE = "{chosen.name}"'.encode())
     files[".gitignore"] = KIT_GITIGNORE.encode()
+    # ... and so does every `python -m grader` command typed inside the kit (grader.cli.kit_exercise).
+    files["grader/_kit.py"] = (f'"""Written by `handout`: this kit\'s exercise, the default of every command in it."""\n\n'
+                               f'EXERCISE = "{chosen.name}"\n').encode()
     return files
 
 
