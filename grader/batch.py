@@ -399,14 +399,16 @@ def _sticky_interrupt() -> Iterator[list[bool]]:
 
 
 def write_summaries(out: Path, graded: dict[str, dict[str, Any]]) -> None:
-    """gradebook.csv and report.html for everyone graded so far."""
+    """gradebook.csv, report.html and junit.xml for everyone graded so far."""
     from grader.report.html import class_report
+    from grader.report.junit import write_class_junit
     from grader.report.table import gradebook_csv
 
     folders = student_folders(graded)
     write_atomically(out / "gradebook.csv", gradebook_csv(graded))
     write_atomically(out / "report.html", class_report(graded, {sid: f"{STUDENTS}/{folders[sid]}/feedback.html"
                                                                 for sid in graded}))
+    write_class_junit(out, graded)
 
 
 # --- the manifest: what an output folder holds, for grader.shard's merge ----------------

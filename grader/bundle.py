@@ -23,7 +23,9 @@ from grader.isolation import PROJECT_DIR
 GRADER_DIR = PROJECT_DIR / "grader"
 EXERCISE_DIR = PROJECT_DIR / "exercise"
 # The grader's own modules: everything a practice check needs, no solution.
-GRADER_FILES = sorted(p.relative_to(PROJECT_DIR).as_posix() for p in GRADER_DIR.rglob("*.py"))
+# (grader/scripts/ holds the kit's and Gradescope's own scripts, shipped under their own names.)
+GRADER_FILES = sorted(p.relative_to(PROJECT_DIR).as_posix() for p in GRADER_DIR.rglob("*.py")
+                      if "scripts" not in p.relative_to(GRADER_DIR).parts)
 PINNED = ("jax==0.10.2", "jaxlib==0.10.2", "flax==0.12.8", "numpy==2.4.6", "rich==15.0.0")
 
 # The kit's README; {title}: its exercise's (the kit of another exercise is another contract).
@@ -40,13 +42,40 @@ HANDOUT_README = """\
 
    It needs Python 3.11 or newer and says what to install if it finds none;
    `PYTHON=/path/to/python3.12 ./check.sh` chooses the interpreter yourself.
+   Without bash (Windows, say), run the same check with Python itself:
+
+       python check.py
+
+   (or `py -3.11 check.py`). Committing this folder to git? Its .gitignore leaves
+   out .venv (hundreds of MB), caches and results files.
+
+Working in a notebook (Jupyter, Colab)? Either write the module from a cell that
+starts with `%%writefile batchnorm.py` and run `!python check.py` in the next one,
+or grade the notebook itself: `python check.py homework.ipynb` (its code cells are
+the submission; `%pip`/`!` lines and Colab's `google.colab`/`drive.mount` lines are
+left out, and the report says so).
 
 The practice suite has the same kinds of inputs as the hidden one your instructor
 grades with, other numbers. Passing it is a good sign, not a guarantee.
 """
 
-# The practice check, a shell script of its own (tests run it with chosen PATHs).
+# The practice check: check.py does the work on any system, check.sh finds a Python and calls it
+# (tests run both, with chosen PATHs).
 CHECK_SCRIPT = Path(__file__).resolve().parent / "scripts" / "kit_check.sh"
+CHECK_PY = Path(__file__).resolve().parent / "scripts" / "kit_check.py"
+# What a student who commits the kit folder must not stage: the environment check.sh makes
+# (755 MB, one file over GitHub's 100 MB limit), caches, and the reports a check writes.
+KIT_GITIGNORE = """\
+# Made by check.sh / check.py: never commit them.
+.venv/
+__pycache__/
+*.py[cod]
+.ipynb_checkpoints/
+.pytest_cache/
+results.json
+*.results.json
+junit.xml
+"""
 # The folder that holds the kit inside handout.zip, so that unzipping makes one folder.
 KIT_FOLDER = "batchnorm-kit"
 # The exercise's texts name files as the repository lays them out (exercise/...);
@@ -109,9 +138,17 @@ def handout_files(exercise: str | None = None) -> dict[str, bytes]:
     files["batchnorm.py"] = _for_kit(chosen.stub.read_bytes(), chosen)
     files["INSTRUCTIONS.md"] = _for_kit(chosen.instructions.read_bytes(), chosen)
     files["README.md"] = HANDOUT_README.format(title=chosen.title).encode()
-    # The kit grades its own exercise: check.sh names it.
-    files["check.sh"] = CHECK_SCRIPT.read_bytes().replace(
-        b"-m grader grade batchnorm.py", f"-m grader grade batchnorm.py --exercise {chosen.name}".encode())
+    # The kit grades its own exercise: check.py names it.
+    files["check.sh"] = CHECK_SCRIPT.read_bytes()
+    check = CHECK_PY.read_bytes()
+    marker = b'EXERCISE = "batchnorm_linen"'
+    if marker not in check:  # a kit that would grade another exercise than its own
+        raise RuntimeError(f"{CHECK_PY} no longer holds the line {marker.decode()}; the kit needs it to name its exercise")
+    files["check.py"] = check.replace(marker, f'EXERCISE = "{chosen.name}"'.encode())
+    files[".gitignore"] = KIT_GITIGNORE.encode()
+    # ... and so does every `python -m grader` command typed inside the kit (grader.cli.kit_exercise).
+    files["grader/_kit.py"] = (f'"""Written by `handout`: this kit\'s exercise, the default of every command in it."""\n\n'
+                               f'EXERCISE = "{chosen.name}"\n').encode()
     return files
 
 

@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def exercise(p: argparse.ArgumentParser) -> None:
         p.add_argument("--exercise", choices=tuple(EXERCISES), default=None,
-                       help=f"which exercise (default ${EXERCISE_ENV}, else {DEFAULT_EXERCISE})")
+                       help=f"which exercise (default ${EXERCISE_ENV}, else {kit_exercise() or DEFAULT_EXERCISE})")
 
     def common(p: argparse.ArgumentParser) -> None:
         exercise(p)
@@ -189,11 +189,21 @@ def _private_paths(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
+def kit_exercise() -> str | None:
+    """The exercise of the student kit this grader came in (``handout`` writes grader/_kit.py), if any:
+    every ``python -m grader`` command typed inside an NNX kit grades NNX without a flag."""
+    try:
+        from grader import _kit  # type: ignore[attr-defined]  # only in a kit
+    except ImportError:
+        return None
+    return getattr(_kit, "EXERCISE", None)
+
+
 def _exercise(args: argparse.Namespace) -> str:
-    """--exercise, else $GRADER_EXERCISE, else the default exercise."""
+    """--exercise, else $GRADER_EXERCISE, else the kit's exercise, else the default exercise."""
     from grader.exercises import DEFAULT, EXERCISES
 
-    name = getattr(args, "exercise", None) or os.environ.get(EXERCISE_ENV, "").strip() or DEFAULT
+    name = getattr(args, "exercise", None) or os.environ.get(EXERCISE_ENV, "").strip() or kit_exercise() or DEFAULT
     if name not in EXERCISES:
         raise UsageError(f"unknown exercise {name!r} (from ${EXERCISE_ENV}); choose one of {', '.join(EXERCISES)}")
     return name

@@ -6,6 +6,9 @@ import dataclasses
 
 from grader.checks import CheckResult
 
+GATE = "module_runs"  # the first check of every exercise: does MyBatchNorm run at all?
+REASON_CHARS = 300  # a reason is one line in a table
+
 
 @dataclasses.dataclass
 class GradeResult:
@@ -44,7 +47,27 @@ class GradeResult:
         return "-"
 
     @property
+    def never_ran(self) -> bool:
+        """The module never ran (its gate check, the first one, failed): nothing was graded."""
+        return bool(self.checks) and self.checks[0].id == GATE and self.checks[0].status == "failed"
+
+    @property
+    def reason(self) -> str:
+        """One line saying why nothing was graded normally, or "" when everything was:
+        the problem with the upload, else why the module never ran."""
+        if self.problem:
+            return self.problem
+        if self.never_ran:
+            what = " ".join((self.checks[0].observed or "no result came back").split())
+            return f"MyBatchNorm never ran: {what}"[:REASON_CHARS]
+        return ""
+
+    @property
     def status(self) -> str:
+        """The gradebook's word: "error" (the upload could not be graded), "not graded" (it
+        loaded, but the module never ran), else "complete" or "partial" (never for nothing run)."""
         if self.problem:
             return "error"
+        if self.never_ran:
+            return "not graded"
         return "complete" if self.score == self.max_score else "partial"

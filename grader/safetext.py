@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["clean", "csv_cell", "REPLACEMENT"]
+__all__ = ["clean", "csv_cell", "visible_escape", "REPLACEMENT"]
 
 REPLACEMENT = "\ufffd"
 
@@ -70,8 +70,27 @@ def _replace(match: re.Match[str]) -> str:
     return ""
 
 
-def clean(text: str) -> str:
-    """``text`` without terminal control sequences or XML-invalid characters (see the module docstring)."""
+def visible_escape(char: str) -> str:
+    """A character as Python would spell it in a string: ``\\x1b``, ``\\u202e``, ``\\U0001fffe``."""
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _escape(match: re.Match[str]) -> str:
+    if match.group("lone") is not None:
+        return visible_escape(match.group("lone"))
+    return _replace(match)
+
+
+def clean(text: str, *, visible: bool = False) -> str:
+    """``text`` without terminal control sequences or XML-invalid characters (see the module docstring).
+
+    ``visible``: a lone character, and U+FFFD itself (what a decoder puts for invalid
+    UTF-8), becomes its escape (``\\x00``, ``\\ufffd``) instead of U+FFFD, for readers
+    that stop at U+FFFD (xunit-viewer does); the result is then plain printable text.
+    """
+    if visible:
+        return _SEQUENCE.sub(_escape, text).replace(REPLACEMENT, visible_escape(REPLACEMENT))
     if not _ANY.search(text):
         return text
     return _SEQUENCE.sub(_replace, text)

@@ -15,6 +15,7 @@ walked to a bounded depth and size, and a broken notebook is a message.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,6 +38,11 @@ _SKIP_DIRS = {"__MACOSX", "__pycache__", ".ipynb_checkpoints", "node_modules", "
 _DEFINES = re.compile(rb"^[ \t]*(class[ \t]+MyBatchNorm\b|def[ \t]+init_and_apply\b)", re.M)
 # Cell magics whose body is still Python: the magic line goes, the body stays.
 _PYTHON_CELL_MAGICS = ("%%time", "%%timeit", "%%capture", "%%prun")
+_WRITEFILE = re.compile(r"^\s*%%writefile(?P<append>\s+(?:-a|--append))?\s+(?P<file>\S+)\s*$")
+_FUTURE = re.compile(r"^from\s+__future__\s+import\b")
+# Colab-only: importing google.colab (anywhere but Colab: ModuleNotFoundError) and mounting Drive.
+_COLAB = re.compile(r"^\s*(?:from\s+google\.colab\b|from\s+google\s+import\s+colab\b|import\s+google\.colab\b"
+                    r"|drive\.mount\s*\(.*\)\s*(?:#.*)?$)")
 
 
 class NotFound(Exception):
@@ -168,11 +174,32 @@ def file_digest(path: Path, limit: int) -> str:
         os.close(fd)
 
 
-def notebook_source(data: bytes, name: str = "the notebook") -> tuple[bytes, str]:
-    """A notebook's code cells as one Python file, and a note for the student.
+@dataclasses.dataclass(frozen=True)
+class Notebook:
+    """A notebook read as one Python file: its text, a note for the student, and where each of
+    its lines came from (cell number counted over all cells, as the notebook shows them; line
+    in that cell), so that an error is reported as "cell 3, line 2"."""
 
-    Raises ValueError (with a message for people) when ``data`` is not a notebook.
-    """
+    source: bytes
+    note: str
+    lines: tuple[tuple[int, int], ...]  # line n of source (1-based) is lines[n - 1]; (0, 0): added here
+
+    def where(self, line: int) -> str | None:
+        """ "cell 3, line 2" for line ``line`` of :attr:`source`, or None for a line the grader added."""
+        if 1 <= line <= len(self.lines) and self.lines[line - 1][0]:
+            cell, within = self.lines[line - 1]
+            return f"cell {cell}, line {within}"
+        return None
+
+
+def notebook_source(data: bytes, name: str = "the notebook") -> tuple[bytes, str]:
+    """A notebook's code cells as one Python file, and a note for the student (see :func:`read_notebook`)."""
+    notebook = read_notebook(data, name)
+    return notebook.source, notebook.note
+
+
+def _cells(data: bytes, name: str) -> list[tuple[int, list[str]]]:
+    """(cell number, lines) of each code cell. Raises ValueError (for people) when ``data`` is not a notebook."""
     try:
         notebook = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
@@ -180,30 +207,105 @@ def notebook_source(data: bytes, name: str = "the notebook") -> tuple[bytes, str
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     if not isinstance(cells, list):
         raise ValueError(f"{name} is not a Jupyter notebook (it has no list of cells)")
-    parts: list[str] = []
-    dropped = code_cells = 0
+    out = []
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
         text = "".join(s for s in source if isinstance(s, str)) if isinstance(source, list) else source
-        if not isinstance(text, str):
+        if isinstance(text, str):
+            out.append((index + 1, text.splitlines()))
+    return out
+
+
+def _written_module(cells: list[tuple[int, list[str]]]) -> tuple[list[str], list[tuple[int, int]], str] | None:
+    """The module a ``%%writefile batchnorm.py`` cell writes (the last one wins, ``-a`` appends, as in
+    IPython), else the one written by a single ``%%writefile`` cell that defines the contract."""
+    written: dict[str, tuple[list[str], list[tuple[int, int]], list[int]]] = {}
+    for number, lines in cells:
+        match = _WRITEFILE.match(lines[0]) if lines else None
+        if not match:
             continue
-        code_cells += 1
-        lines = text.splitlines()
+        target = os.path.basename(match.group("file").strip("'\""))
+        body = lines[1:]
+        origin = [(number, i + 2) for i in range(len(body))]
+        if match.group("append") and target in written:
+            old_body, old_origin, old_cells = written[target]
+            written[target] = (old_body + body, old_origin + origin, old_cells + [number])
+        else:
+            written[target] = (body, origin, [number])
+    if SUBMISSION_FILE in written:
+        target = SUBMISSION_FILE
+    else:
+        defining = [t for t, (body, _, _) in written.items() if _DEFINES.search("\n".join(body).encode())]
+        if len(defining) != 1:
+            return None
+        target = defining[0]
+    body, origin, numbers = written[target]
+    cells_named = f"cell{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
+    return body, origin, f"Graded {target} as %%writefile in {cells_named} of {{name}} writes it (the other cells are not the submission)"
+
+
+def read_notebook(data: bytes, name: str = "the notebook") -> Notebook:
+    """A notebook's code as one Python file, as Jupyter would run it.
+
+    - A ``%%writefile batchnorm.py`` cell is the submission (it writes the file a check then
+      grades); otherwise the code cells, joined.
+    - IPython magics and shell lines (``%pip``, ``!ls``) and Colab-only lines (``google.colab``
+      imports, ``drive.mount(...)``) are left out, with a note: they run only in a notebook.
+    - ``from __future__`` lines, valid at the top of a cell in Jupyter, are moved to the top.
+    Raises ValueError (with a message for people) when ``data`` is not a notebook.
+    """
+    cells = _cells(data, name)
+    written = _written_module(cells)
+    if written is not None:  # a file, as written: graded verbatim
+        body, body_origin, note = written
+        return Notebook("\n".join(body).encode("utf-8") + b"\n", note.format(name=name) + ".", tuple(body_origin))
+    kept: list[str] = []
+    origin: list[tuple[int, int]] = []
+    future: list[tuple[str, tuple[int, int]]] = []
+    dropped = colab = 0
+    first_cell: int | None = None  # the first cell holding code
+    moved: list[int] = []  # cells whose from __future__ line came after another cell's code
+    units = []
+    for number, lines in cells:
         first = lines[0].strip() if lines else ""
         if first.startswith("%%") and not first.startswith(_PYTHON_CELL_MAGICS):
-            dropped += len(lines)  # %%bash, %%writefile, ...: not Python
+            dropped += len(lines)  # %%bash, %%writefile of something else, ...: not Python
             continue
-        kept = []
-        for line in lines:
-            if line.lstrip().startswith(("%", "!")):
+        units.append((number, lines, [(number, i + 1) for i in range(len(lines))]))
+    note = f"Graded the {len(cells)} code cell{'s' if len(cells) != 1 else ''} of {name}"
+    for number, lines, lines_origin in units:
+        kept.append(f"# --- code cell {number} ---")
+        origin.append((0, 0))
+        for line, where in zip(lines, lines_origin):
+            stripped = line.lstrip()
+            indent = line[:len(line) - len(stripped)]
+            if first_cell is None and line.strip() and not stripped.startswith(("%", "!")):
+                first_cell = where[0]
+            if _FUTURE.match(line):
+                future.append((line, where))
+                if where[0] != first_cell:  # after another cell's code: Python alone would refuse it
+                    moved.append(where[0])
+                line = ""
+            elif stripped.startswith(("%", "!")):
                 dropped += 1
-                kept.append("")  # keep line numbers close to the cell's own
-            else:
-                kept.append(line)
-        parts.append(f"# --- code cell {index + 1} ---\n" + "\n".join(kept) + "\n")
-    note = f"Graded the {code_cells} code cell{'s' if code_cells != 1 else ''} of {name}"
+                line = f"{indent}pass" if indent else ""  # keeps a block that held only this line valid
+            elif _COLAB.match(line):
+                colab += 1
+                line = f"{indent}pass  # left out: Colab only"
+            kept.append(line)
+            origin.append(where)
+        kept.append("")
+        origin.append((0, 0))
+    kept = [line for line, _ in future] + kept
+    origin = [where for _, where in future] + origin
     if dropped:
         note += f"; {dropped} IPython magic or shell line{'s' if dropped != 1 else ''} (% or !) left out"
-    return "\n".join(parts).encode("utf-8"), note + "."
+    if colab:
+        note += (f"; {colab} Colab-only line{'s' if colab != 1 else ''} (google.colab, drive.mount) left out: "
+                 "the grader reads no Drive, so define everything in the notebook or the uploaded file")
+    if moved:
+        note += (f"; {len(moved)} from __future__ line{'s' if len(moved) != 1 else ''} "
+                 f"(cell {', '.join(map(str, moved))}) moved to the top")
+    return Notebook("\n".join(kept).encode("utf-8") + b"\n", note + ".", tuple(origin))

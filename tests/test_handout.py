@@ -24,8 +24,9 @@ from tests.conftest import ROOT, exercise_args, run_cli
 PATH_WORD = re.compile(r"(?<![\w/.:-])(?:\.{1,2}/)?(?:[\w.-]+/)+[\w.-]*"
                        r"|(?<![\w/.:-])[\w.-]+\.(?:md|py|sh|txt|ipynb|json|xml|zip|toml|yml|yaml)\b")
 NOT_PATHS = {"read/write"}  # words with a slash in the stub's comments
-MADE_BY_CHECK_SH = {".venv/bin/python", ".venv/.installed", "r.json"}  # made when it runs (r.json: an example)
-STUDENT_TEXTS = ("README.md", "INSTRUCTIONS.md", "batchnorm.py", "check.sh")
+MADE_BY_CHECK_SH = {".venv/bin/python", ".venv/.installed", "r.json", "homework.ipynb"}  # made when it runs
+# (r.json, homework.ipynb: examples of the student's own names)
+STUDENT_TEXTS = ("README.md", "INSTRUCTIONS.md", "batchnorm.py", "check.sh", "check.py")
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_check_sh_uses_python3_when_it_is_the_only_one_and_grades(tmp_path: Path
     data = json.loads((work / "r.json").read_text())
     assert data["extra_data"]["exercise"] == exercise.name and data["extra_data"]["suite"] == "practice"
     assert data["score"] == 0 and data["max_score"] == exercise.max_score
-    assert f"setting up .venv with {tmp_path / 'fakebin' / 'python3'}" in run.stdout
+    assert f"check: setting up .venv with {tmp_path / 'fakebin' / 'python3'}" in run.stdout
     calls = log.read_text()
     assert "python3 -m venv .venv" in calls and "venv-python -m pip install --quiet -r requirements.txt" in calls
     # The stub graded: its message names a file the student has.
@@ -178,7 +179,7 @@ def test_check_sh_tries_versions_in_order_and_skips_old_ones(tmp_path: Path, kit
     work, env, log = _sandbox(tmp_path, kit, good=("python3.12", "python3", "python"), old=("python3.11",))
     run = _check(work, env, "--help")  # the grader's help: set-up happens, no grading needed
     assert run.returncode == 0, run.stdout + run.stderr
-    assert f"setting up .venv with {tmp_path / 'fakebin' / 'python3.12'}" in run.stdout
+    assert f"check: setting up .venv with {tmp_path / 'fakebin' / 'python3.12'}" in run.stdout
     assert "python3.12 -m venv .venv" in log.read_text()
 
 
@@ -200,3 +201,122 @@ def test_check_sh_names_the_pythons_too_old(tmp_path: Path, kit: Path):
     env["PYTHON"] = str(tmp_path / "fakebin" / "python3")
     chosen = _check(work, env)
     assert chosen.returncode == 2 and "is not Python 3.11 or newer" in chosen.stderr and "(it is 3.10.12)" in chosen.stderr
+
+
+# --- check.py: the same check without bash (Windows) ------------------------------------
+
+# Fakes written in Python (no shell anywhere): the interpreter that makes .venv, and the
+# environment's own interpreter, which pretends to install (the packages are already there).
+PY_FAKE_PYTHON = """\
+#!{python}
+import os, sys
+with open({log!r}, "a") as f:
+    f.write("python " + " ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1:3] == ["-m", "venv"]:
+    bin_dir = os.path.join(sys.argv[3], "bin")
+    os.makedirs(bin_dir)
+    with open(os.path.join(bin_dir, "python"), "w") as f:
+        f.write({venv_python!r})
+    os.chmod(os.path.join(bin_dir, "python"), 0o755)
+    sys.exit(0)
+os.execv({python!r}, [{python!r}, *sys.argv[1:]])
+"""
+PY_FAKE_VENV_PYTHON = """\
+#!{python}
+import os, sys
+with open({log!r}, "a") as f:
+    f.write("venv-python " + " ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1:3] == ["-m", "pip"]:
+    sys.exit(0)
+os.execv({python!r}, [{python!r}, *sys.argv[1:]])
+"""
+
+
+# check.sh runs check.py in every exercise's kit (above); without bash, checked in the default one.
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
+def test_check_py_sets_up_and_grades_without_bash(tmp_path: Path, kit: Path, exercise: Exercise):
+    work = tmp_path / "kit"
+    shutil.copytree(kit, work)
+    log, fakes = tmp_path / "calls.log", tmp_path / "fakebin"
+    fakes.mkdir()
+    venv_python = PY_FAKE_VENV_PYTHON.format(python=REAL_PYTHON, log=str(log))
+    fake = fakes / "python"
+    fake.write_text(PY_FAKE_PYTHON.format(python=REAL_PYTHON, log=str(log), venv_python=venv_python))
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADER_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(PATH=str(fakes), PYTHON=str(fake))  # no bash, no coreutils: Python alone
+    run = subprocess.run([REAL_PYTHON, "check.py", "--results", "r.json"], cwd=work, env=env, capture_output=True,
+                         text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    calls = log.read_text()
+    assert "python -m venv .venv" in calls and "venv-python -m pip install --quiet -r requirements.txt" in calls
+    data = json.loads((work / "r.json").read_text())
+    assert data["extra_data"]["exercise"] == exercise.name and data["extra_data"]["suite"] == "practice"
+    assert data["score"] == 0 and "(see INSTRUCTIONS.md)" in run.stdout  # the kit's stub, graded
+    assert (work / ".venv" / ".installed").is_file()
+
+
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
+def test_check_py_with_an_unusable_python_says_so(tmp_path: Path, kit: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADER_", "PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHON"] = str(tmp_path / "no-such-python")
+    run = subprocess.run([REAL_PYTHON, str(kit / "check.py")], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "cannot be run" in run.stderr and not (kit / ".venv").exists()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
+def test_committing_the_kit_leaves_out_the_environment_and_results(tmp_path: Path, kit: Path):
+    work = tmp_path / "kit"
+    shutil.copytree(kit, work)
+    for made in (".venv/lib/python3.11/site-packages/jaxlib/big.so", "__pycache__/batchnorm.cpython-311.pyc",
+                 "results.json", "junit.xml"):
+        (work / made).parent.mkdir(parents=True, exist_ok=True)
+        (work / made).write_text("x")
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True, env=env)
+    staged = subprocess.run(["git", "add", "--dry-run", "."], cwd=work, capture_output=True, text=True, check=True,
+                            env=env).stdout
+    added = {line.removeprefix("add ").strip("'") for line in staged.splitlines()}
+    assert {"batchnorm.py", "check.py", "check.sh", ".gitignore", "INSTRUCTIONS.md"} <= added
+    assert not [name for name in added if name.startswith((".venv", "__pycache__")) or name in ("results.json", "junit.xml")]
+
+
+def test_every_grader_command_in_the_kits_texts_grades_the_kits_exercise(tmp_path: Path, kit: Path, exercise: Exercise):
+    """A `python -m grader grade ...` line in the kit's texts works as written inside the kit (the NNX
+    kit's used to grade the Linen exercise), and check.py names the kit's exercise."""
+    assert f'EXERCISE = "{exercise.name}"' in (kit / "check.py").read_text()
+    commands = {m.group(0).strip() for name in STUDENT_TEXTS
+                for m in re.finditer(r"python -m grader grade [^`\n]*", (kit / name).read_text())}
+    if exercise.name != DEFAULT:  # and without the flag a student may forget: the kit knows its exercise
+        commands.add("python -m grader grade batchnorm.py")
+    work = tmp_path / "kit"
+    shutil.copytree(kit, work)
+    shutil.copy(exercise.reference, work / "batchnorm.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
+    for command in commands:
+        argv = [REAL_PYTHON, *command.split()[1:], "--quiet", "--results", "r.json"]
+        run = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=180,
+                             stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, (command, run.stderr)
+        data = json.loads((work / "r.json").read_text())
+        assert data["extra_data"]["exercise"] == exercise.name and data["score"] == data["max_score"], command
+
+
+@pytest.mark.parametrize("exercise", [DEFAULT], indirect=True)
+def test_check_py_grades_a_notebook_named_first(kit: Path, monkeypatch: pytest.MonkeyPatch):
+    """`python check.py homework.ipynb` grades the notebook; other arguments still go to the grader."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kit_check", kit / "check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    calls = []
+    monkeypatch.setattr(module, "set_up", lambda: True)
+    monkeypatch.setattr(module.subprocess, "run", lambda argv, cwd: calls.append(argv) or subprocess.CompletedProcess(argv, 0))
+    assert module.main(["homework.ipynb", "--results", "r.json"]) == 0
+    assert module.main(["--results", "r.json"]) == 0
+    graded = [argv[argv.index("grade") + 1] for argv in calls]
+    assert graded == [str(Path("homework.ipynb").resolve()), "batchnorm.py"]
+    assert all(argv[-2:] == ["--results", "r.json"] and "--exercise" in argv for argv in calls)

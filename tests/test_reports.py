@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,26 @@ def test_a_batch_gives_gradebook_report_and_feedback_in_its_exercise(batch: Path
         assert row["pitfalls"] == ";".join(data["extra_data"]["tags"]) and row["suite"] == "hidden"
     assert (rows["ann"]["score"], rows["ann"]["status"], rows["ann"]["pitfalls"]) == ("100", "complete", "")
     assert rows["ben"]["score"] == "0"
+    # Every zero says why: the stub never ran (not "partial" with a blank reason), the syntax error
+    # names the file as uploaded (the worker's own copy is batchnorm.py).
+    assert rows["ben"]["status"] == "not graded" and "NotImplementedError" in rows["ben"]["reason"], rows["ben"]
+    assert rows["eve"]["status"] == "error" and "(eve.py, line 1)" in rows["eve"]["reason"], rows["eve"]
+    assert "batchnorm.py" not in rows["eve"]["reason"]
+    ben_page = (batch / "students" / "ben" / "feedback.html").read_text()
+    assert "never ran: NotImplementedError" in ben_page and "(not graded)" in ben_page
+    # Advice that passed only because nothing ran is not shown as passed.
+    assert [t["name"] for t in results["ben"]["tests"] if t["status"] == "passed"] == []
+    # The class in one JUnit file: a suite per student, named by id; the stub's has no passed testcase.
+    suites = {suite.get("name"): suite for suite in ET.parse(batch / "junit.xml").getroot()}
+    assert sorted(suites) == sorted(CLASS)
+    assert all(len(case) == 1 for case in suites["ben"].findall("testcase")), "a check of the stub shows as passed"
     tags = results["cat"]["extra_data"]["tags"]
     assert tags and set(tags) <= set(exercise.pitfalls) and 0 < results["cat"]["score"] < exercise.max_score
     assert rows["dan"]["status"] == "error" and rows["dan"]["reason"].startswith("nothing was graded")
     assert rows["eve"]["reason"].startswith("importing the submission raised SyntaxError")
     report = (batch / "report.html").read_text()
     assert f"{len(CLASS)} submissions graded" in report
+    assert "<strong>not graded</strong>: MyBatchNorm never ran: NotImplementedError" in report
     for tag in tags:  # what the class missed, in the exercise's own words: 1 student of 5
         assert f"20% {escape(exercise.pitfalls[tag].title)}" in report, tag
     for sid in CLASS:

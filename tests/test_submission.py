@@ -141,3 +141,65 @@ def test_batch_finds_each_students_file_and_grades_an_empty_upload_zero(tmp_path
     assert scores["ada"]["score"] == 100 and scores["cy"]["score"] == 100
     assert scores["bob"]["score"] == 0 and "none of which defines them" in scores["bob"]["output"]
     assert "internal error" not in run.stderr
+
+
+# --- notebooks as students write them ------------------------------------------------------
+
+def test_a_future_import_in_a_later_cell_is_moved_to_the_top_and_lines_map_to_cells():
+    from grader.submission import read_notebook
+
+    notebook = read_notebook(_notebook([("code", "import numpy as np\nx = 1\n"), ("markdown", "# the module\n"),
+                                        ("code", REFERENCE)]).encode(), "hw.ipynb")
+    text = notebook.source.decode()
+    compile(text, "hw.ipynb", "exec")  # Python alone refused it before: a __future__ line after code
+    assert text.startswith("from __future__ import annotations\n")
+    assert notebook.note.endswith("1 from __future__ line (cell 3) moved to the top.")
+    lines = text.splitlines()
+    where = {notebook.where(n): lines[n - 1] for n in range(1, len(lines) + 1)}
+    assert where["cell 1, line 2"] == "x = 1"
+    assert where["cell 3, line 1"] == REFERENCE.splitlines()[0]
+    assert notebook.where(len(lines) + 5) is None
+
+
+def test_a_writefile_cell_is_graded_as_the_file_it_writes():
+    from grader.submission import read_notebook
+
+    notebook = read_notebook(_notebook([("code", "%%writefile batchnorm.py\n# first try\n"),
+                                        ("code", "%%writefile batchnorm.py\n" + REFERENCE),
+                                        ("code", "!./check.sh\nprint('checked')\n")]).encode(), "hw.ipynb")
+    assert notebook.source.decode().strip() == REFERENCE.strip()  # the last write wins, as in Jupyter
+    assert notebook.note == ("Graded batchnorm.py as %%writefile in cell 2 of hw.ipynb writes it "
+                             "(the other cells are not the submission).")
+    assert notebook.where(1) == "cell 2, line 2"  # the magic is line 1 of its cell
+
+
+def test_colab_only_lines_are_left_out_with_a_note():
+    from grader.submission import read_notebook
+
+    colab = ("from google.colab import drive\ndrive.mount('/content/drive')\n"
+             "try:\n    import google.colab\nexcept ImportError:\n    pass\n")
+    notebook = read_notebook(_notebook([("code", colab), ("code", REFERENCE)]).encode(), "hw.ipynb")
+    text = notebook.source.decode()
+    compile(text, "hw.ipynb", "exec")  # a block that held only a Colab line still parses
+    assert "google.colab" not in text.replace("# left out: Colab only", "") and "drive.mount" not in text
+    assert "3 Colab-only lines (google.colab, drive.mount) left out" in notebook.note
+
+
+def test_an_error_in_a_notebook_names_its_cell(tmp_path):
+    notebook = tmp_path / "hw.ipynb"
+    notebook.write_text(_notebook([("code", "import numpy as np\n"), ("markdown", "hi\n"), ("code", "x = 1\ny = (2,\n")]))
+    results = tmp_path / "results.json"
+    run = run_cli("grade", str(notebook), "--quiet", results=results)
+    assert run.code == 0, run.stderr
+    assert "(hw.ipynb, cell 3, line 2)" in run.results["extra_data"]["reason"], run.results["extra_data"]
+
+
+def test_errors_name_the_file_as_uploaded():
+    from grader.grade import as_uploaded
+
+    message = "SyntaxError: '(' was never closed (batchnorm.py, line 4)"
+    assert as_uploaded(message, "dave_broken.py") == "SyntaxError: '(' was never closed (dave_broken.py, line 4)"
+    assert as_uploaded(message, "batchnorm.py") == message
+    cells = {4: "cell 3, line 2", 9: "cell 5, line 1"}.get
+    assert as_uploaded(message + "; raised (line 9)", "hw.ipynb", cells) == (
+        "SyntaxError: '(' was never closed (hw.ipynb, cell 3, line 2); raised (cell 5, line 1)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,6 +40,11 @@ class Exercise:
     checks_table: str  # "module:attribute" of its tuple of checks (loaded when grading)
     pitfalls: Mapping[str, Pitfall]  # the tags it can name, in its own words
     known_wrong: tuple[Path, ...] = ()  # its known-wrong submissions for `selftest` (the first that has any)
+    # What its submissions say in code (regular expressions, read from the text, never run): a
+    # submission that matches another exercise's markers more than these is still graded as
+    # chosen, and where that fails, its reason names the exercise it fits (see :func:`fits_better`).
+    markers: tuple[str, ...] = ()
+    short: str = ""  # its name in a sentence: "the NNX exercise"
 
     @property
     def checks(self) -> tuple:  # tuple[Check, ...]; imported late: the CLI starts without NumPy
@@ -71,3 +77,23 @@ def get(name: str | None = None) -> Exercise:
         return EXERCISES[name or DEFAULT]
     except KeyError:
         raise UnknownExercise(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)}") from None
+
+
+_COMMENT = re.compile(r"#[^\n]*")
+
+
+def _matches(exercise: Exercise, code: str) -> list[str]:
+    return [m.group() for m in (re.search(marker, code) for marker in exercise.markers) if m]
+
+
+def fits_better(source: str, chosen: Exercise) -> tuple[Exercise, list[str]] | None:
+    """The registered exercise that ``source`` fits better than ``chosen`` (more of its markers
+    found, comments aside), with what was found; None when ``chosen`` fits as well as any."""
+    code = _COMMENT.sub("", source)
+    own = len(_matches(chosen, code))
+    best = None
+    for other in EXERCISES.values():
+        found = _matches(other, code) if other.name != chosen.name else []
+        if len(found) > own and (best is None or len(found) > len(best[1])):
+            best = (other, found)
+    return best

@@ -57,9 +57,9 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "name_format": TEXT_FORMAT,
         })
     summary = f"{result.score}/{result.max_score} on the {result.suite} suite ({result.cases_compared} of {result.cases} cases compared, {result.shapes} shapes)."
-    if result.problem:
-        problem = clean(result.problem)
-        summary = f"{problem[:1].upper()}{problem[1:]}. {summary}"
+    if result.reason:  # every zero says why, first
+        reason = clean(result.reason)
+        summary = f"{reason[:1].upper()}{reason[1:]}. {summary}"
     for note in result.notes:  # how the upload was read (a notebook's cells, say)
         summary += f"\n{clean(note)}"
     printed = clean(result.stdout + result.stderr).strip()
@@ -86,12 +86,20 @@ def results_json(result: GradeResult) -> dict[str, Any]:
             "isolation": clean(result.isolation),
             "status": result.status,
             "problem": clean(result.problem),
+            "reason": clean(result.reason),  # the problem, or why the module never ran
             "notes": [clean(n) for n in result.notes],
             "tags": [clean(t) for t in result.tags],
+            # Each test's check as the grader saw it (skipped is not failed), for the class's JUnit file.
+            "checks": [{"id": c.id, "status": c.status, "summary": _first_line(c.observed or c.expected)}
+                       for c in result.checks],
             "output_only_would_pass": result.output_only_pass,
             "peak_memory_mb": round(result.peak_rss_mb, 1),
         },
     }
+
+
+def _first_line(text: str) -> str:
+    return clean(text).strip().split("\n", 1)[0][:200]
 
 
 def write_atomically(path: Path, text: str) -> None:

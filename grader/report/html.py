@@ -15,16 +15,20 @@ from typing import Any
 
 from grader.exercises import get as get_exercise
 from grader.pitfalls import PITFALLS
+from grader.report.table import reason
 from grader.safetext import clean
 
 _STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+h1{font-size:1.5rem;overflow-wrap:break-word}h2{font-size:1.15rem;margin-top:2rem}
+.wide{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
-.passed{color:#176b2c}.failed{color:#a3231a}.tag{font-family:monospace;background:#f3f0e8;padding:0 .3rem;border-radius:3px}
+.passed{color:#176b2c}.failed{color:#a3231a}.tag{font-family:monospace;background:#f3f0e8;padding:0 .3rem;border-radius:3px;overflow-wrap:anywhere}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:.6rem;border-radius:4px;margin:.3rem 0}
-td{overflow-wrap:anywhere}
-.num{text-align:right;font-variant-numeric:tabular-nums}
+td{overflow-wrap:break-word}
+.word{white-space:nowrap}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+svg.chart{display:block;width:100%;height:auto}
 """
 
 
@@ -34,7 +38,10 @@ def escape(text: str) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    # viewport: phones render at their own width instead of a scaled-down 980 px page
+    # viewport: phones render at their own width instead of a scaled-down 980 px page. At 390 px
+    # nothing is wider than the screen: charts scale (viewBox, width 100%), a student's output
+    # wraps inside its <pre>, a table too wide for its words scrolls in its own box, and
+    # statuses, scores and ids never break inside a word.
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body><main>\n{body}\n</main></body></html>\n")
@@ -46,12 +53,16 @@ def feedback_page(student_id: str, data: dict[str, Any]) -> str:
         status = test["status"]
         tags = " ".join(f'<span class="tag">{escape(t)}</span>' for t in test["tags"])
         output = f"<pre>{escape(test['output'])}</pre>" if test["output"] else ""
-        rows.append(f'<tr><td class="{escape(status)}">{escape(status)}</td>'
+        rows.append(f'<tr><td class="{escape(status)} word">{escape(status)}</td>'
                     f'<td>{escape(test["name"])} {tags}{output}</td>'
                     f'<td class="num">{test["score"]:g}/{test["max_score"]:g}</td></tr>')
-    body = (f"<h1>{escape(student_id)}: {data['score']:g}/{data['max_score']:g}</h1>"
-            f"<p>{escape(data.get('output', ''))}</p>"
-            f"<table><tr><th>result</th><th>check</th><th class=\"num\">points</th></tr>{''.join(rows)}</table>")
+    extra = data.get("extra_data", {})
+    status = f" ({escape(extra['status'])})" if extra.get("status") in ("not graded", "error") else ""
+    # The summary holds what the student's code printed: preformatted, newlines kept, long lines wrapped.
+    body = (f"<h1>{escape(student_id)}: <span class=\"word\">{data['score']:g}/{data['max_score']:g}</span>{status}</h1>"
+            f"<pre>{escape(data.get('output', ''))}</pre>"
+            f"<div class=\"wide\"><table><tr><th>result</th><th>check</th><th class=\"num\">points</th></tr>"
+            f"{''.join(rows)}</table></div>")
     return _page(f"Feedback for {student_id}", body)
 
 
@@ -62,8 +73,10 @@ def _histogram_svg(scores: list[float]) -> str:
         bins[min(int(score // 10), 9)] += 1
     width, height, bar, pad = 520, 180, 46, 20
     top = max(bins) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + pad + 30}" role="img" '
-             f'aria-label="Histogram of scores">']
+    # viewBox and width 100% (class chart): the chart scales to the page, at most its own width.
+    total = height + pad + 30
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {total}" '
+             f'style="max-width:{width}px" role="img" aria-label="Histogram of scores">']
     for i, count in enumerate(bins):
         h = round(height * count / top)
         x = 10 + i * (bar + 4)
@@ -79,8 +92,8 @@ def _histogram_svg(scores: list[float]) -> str:
 
 def _pitfall_svg(rates: list[tuple[str, float]]) -> str:
     width, row = 520, 22
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(rates) + 10}" role="img" '
-             f'aria-label="How often each pitfall occurred">']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {row * len(rates) + 10}" '
+             f'style="max-width:{width}px" role="img" aria-label="How often each pitfall occurred">']
     top = max((rate for _, rate in rates), default=1.0) or 1.0
     for i, (tag, rate) in enumerate(rates):
         y = 5 + i * row
@@ -110,10 +123,12 @@ def class_report(graded: dict[str, dict[str, Any]], links: dict[str, str]) -> st
         data = graded[student_id]
         extra = data.get("extra_data", {})
         tags = " ".join(f'<span class="tag">{escape(t)}</span>' for t in extra.get("tags", []))
-        # A zero with no pitfall needs its reason (nothing to grade, an import error).
-        reason = escape(extra.get("problem", "")) if not tags else ""
+        # A zero with no pitfall needs its reason (nothing to grade, an import error, a module that never ran).
+        why = reason(extra)
+        status = f'<strong>{escape(extra["status"])}</strong>: ' if why and extra.get("status") else ""
+        why = f"{status}{escape(why)}" if why and not tags else ""
         rows.append(f'<tr><td><a href="{escape(links.get(student_id, "#"))}">{escape(student_id)}</a></td>'
-                    f'<td class="num">{data["score"]:g}/{data["max_score"]:g}</td><td>{tags}{reason}</td></tr>')
+                    f'<td class="num">{data["score"]:g}/{data["max_score"]:g}</td><td>{tags}{why}</td></tr>')
     practice = sum(1 for d in graded.values() if d.get("extra_data", {}).get("suite") == "practice")
     warning = (f"<p><strong>{practice} of {n} graded on the practice suite</strong> (no secret was given): "
                "students can run that suite themselves, so these scores are not final. Grade with "
@@ -124,7 +139,7 @@ def class_report(graded: dict[str, dict[str, Any]], links: dict[str, str]) -> st
         f"<h2>Scores</h2>{_histogram_svg(scores)}"
         f"<h2>Which ideas the class missed</h2>"
         + (f"<ul>{sentences}</ul>{_pitfall_svg(rates)}" if rates else "<p>No pitfall occurred.</p>")
-        + f"<h2>Students</h2><table><tr><th>student</th><th class=\"num\">score</th><th>pitfalls, or why not graded</th></tr>"
-        f"{''.join(rows)}</table>"
+        + f"<h2>Students</h2><div class=\"wide\"><table><tr><th>student</th><th class=\"num\">score</th>"
+        f"<th>pitfalls, or why not graded</th></tr>{''.join(rows)}</table></div>"
     )
     return _page("BatchNorm exercise: class report", body)

@@ -14,8 +14,16 @@ from typing import Any
 from grader.safetext import csv_cell
 
 # suite: "hidden", or "practice" when the batch ran without a secret (scores not final);
-# reason: why a submission was not graded normally (nothing to grade, an import error).
+# status: "complete", "partial", "not graded" (the module never ran) or "error" (the upload
+# could not be graded); reason: why a submission was not graded normally (nothing to grade,
+# an import error, the exception the module raised), empty otherwise.
 COLUMNS = ("student_id", "score", "max_score", "status", "pitfalls", "suite", "reason")
+
+
+def reason(extra: dict[str, Any]) -> str:
+    """Why a result is not graded normally ("" if it is); results written before the
+    grader had ``reason`` carry only ``problem``."""
+    return extra.get("reason", extra.get("problem", "")) or ""
 
 
 def gradebook_csv(graded: dict[str, dict[str, Any]]) -> str:
@@ -32,6 +40,6 @@ def gradebook_csv(graded: dict[str, dict[str, Any]]) -> str:
             csv_cell(extra.get("status", "")),
             csv_cell(";".join(extra.get("tags", []))),
             csv_cell(extra.get("suite", "")),
-            csv_cell(extra.get("problem", "")),
+            csv_cell(reason(extra)),
         ])
     return buffer.getvalue()

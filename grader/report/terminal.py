@@ -50,8 +50,8 @@ def print_report(result: GradeResult, console: Console | None = None) -> None:
                       "uses other inputs of the same kinds.[/]")
     for note in result.notes:
         _print_indented(console, note, MESSAGE_INDENT, "dim")
-    if result.problem:
-        _print_indented(console, result.problem, MESSAGE_INDENT, "red")
+    if result.reason:
+        _print_indented(console, result.reason, MESSAGE_INDENT, "red")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("")
     table.add_column("check")

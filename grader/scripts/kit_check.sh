@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Practice check for the student kit (shipped as check.sh): set up .venv once with
-# the first Python 3.11 or newer it finds, then grade batchnorm.py on the public
-# practice suite. Extra arguments go to the grader (e.g. --results r.json).
+# Practice check for the student kit (shipped as check.sh): finds the first Python 3.11
+# or newer and runs check.py with it, which sets up .venv once and grades batchnorm.py on
+# the public practice suite. Extra arguments go to the grader (e.g. --results r.json).
+# Without bash (Windows): python check.py does the same.
 #
 #     ./check.sh
 #     PYTHON=/path/to/python3.12 ./check.sh      # choose the interpreter yourself
@@ -45,21 +46,12 @@ choose_python() {
     return 1
 }
 
-if [ ! -x .venv/bin/python ] || [ ! -e .venv/.installed ]; then
-    CHOSEN="" CHOSEN_VERSION=""
-    choose_python || exit 2
-    echo "check.sh: setting up .venv with $CHOSEN (Python $CHOSEN_VERSION); the first run installs the pinned packages"
-    "$CHOSEN" -c 'import shutil; shutil.rmtree(".venv", ignore_errors=True)'  # a half-made one
-    if ! "$CHOSEN" -m venv .venv; then
-        "$CHOSEN" -c 'import shutil; shutil.rmtree(".venv", ignore_errors=True)'
-        echo "check.sh: $CHOSEN could not create a virtual environment (on Debian or Ubuntu: sudo apt install python${CHOSEN_VERSION%.*}-venv)." >&2
-        exit 2
-    fi
-    if ! .venv/bin/python -m pip install --quiet -r requirements.txt; then
-        echo "check.sh: installing the pinned packages (requirements.txt) with Python $CHOSEN_VERSION failed; see pip's message above." >&2
-        echo "  If pip found no matching version, use Python 3.11 or 3.12: PYTHON=/path/to/python3.11 ./check.sh" >&2
-        exit 2
-    fi
-    : > .venv/.installed
+if [ -x .venv/bin/python ] && [ -e .venv/.installed ]; then
+    exec .venv/bin/python check.py "$@"
 fi
-exec .venv/bin/python -m grader grade batchnorm.py --isolation process "$@"
+CHOSEN="" CHOSEN_VERSION=""
+choose_python || exit 2
+# check.py does the rest (it runs without bash too: python check.py): .venv made with the
+# interpreter chosen here, then the grading.
+export PYTHON="$CHOSEN"
+exec "$CHOSEN" check.py "$@"

@@ -21,4 +21,7 @@ EXERCISE = Exercise(
     checks_table="grader.checks:CHECKS",
     pitfalls=PITFALLS,
     known_wrong=(PROJECT / "tests" / "submissions" / "wrong", PROJECT / "examples"),
+    short="Linen",
+    markers=(r"\bflax\.linen\b|\bfrom\s+flax\s+import\s+linen\b", r"\bnn\.Module\b", r"\bnn\.compact\b",
+             r"\bself\.variable\s*\(", r"\bself\.param\s*\(", r"\bis_initializing\s*\(", r"\bmutable\s*="),
 )

@@ -114,4 +114,7 @@ EXERCISE = Exercise(
     checks_table="grader.exercises.batchnorm_nnx.checks:CHECKS",
     pitfalls=_pitfalls(),
     known_wrong=(PROJECT / "tests" / "submissions_nnx" / "wrong",),
+    short="NNX",
+    markers=(r"\bflax\.nnx\b|\bfrom\s+flax\s+import\s+nnx\b", r"\bnnx\.Module\b", r"\bnnx\.BatchStat\b",
+             r"\bnnx\.Param\b", r"\bnnx\.Rngs\b", r"\bnnx\.(?:split|merge|state|jit)\b", r"\brngs\s*[:=]"),
 )
