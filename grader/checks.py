@@ -1177,13 +1177,6 @@ def _module_raises(ev: Evidence, err: dict[str, str]) -> bool:
     return any(e.get("type") == err.get("type") and e.get("message") == err.get("message") for _, e in bad)
 
 
-def _flow_reached_module(meta: dict) -> bool:
-    """Whether init_and_apply built or ran the module before it failed (a failure of
-    the module's own then explains it; a flow that raises before, an unfinished stub,
-    fails on its own)."""
-    return any(c.get("call") in ("init", "apply", "__call__") for c in _calls(meta))
-
-
 def end_to_end(ev: Evidence) -> Outcome:
     """init_and_apply with the student's own module against the contract: what a
     grader that only compares outputs would see. One cause, one charge: a flow
@@ -1197,7 +1190,9 @@ def end_to_end(ev: Evidence) -> Outcome:
         result = ev.result(probe)
         n, d, flag, where = _flow_case(probe)
         if module_charged and _reference_y(ev, probe) is None and (
-                result.error is None or _module_raises(ev, result.error) or _flow_reached_module(result.meta)):
+                result.error is None or _module_raises(ev, result.error)):
+            # (only the module's own error, seen in its own probes, excuses a flow that
+            # raised: what the worker noted of the flow's calls is its word, and earns nothing)
             explained = True  # the module itself fails on this input: charged in its checks
             continue
         if result.error is not None:
