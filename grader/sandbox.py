@@ -66,7 +66,13 @@ DEFAULT_MEMORY_MB = 4096
 # inputs (float64 instead of float32, a state per step), plus headers.
 BYTES_PER_INPUT_BYTE = 6
 BYTES_PER_WORKER = 4 * 1024 * 1024
-EAGER_BUDGET_MAX = 6.0  # an eager run of a probe may take this many per-probe budgets
+# A module probe's budget grows with the cases the grader sent it, so that a
+# module jax cannot trace still has time to run them eagerly, case by case (10-20 ms
+# a case measured here on a busy machine; 200 cases fit the default 10 s budget):
+# fixed before the worker starts, the same whatever the worker later says it did.
+CASES_PER_BUDGET = 200
+BUDGET_SCALE_MAX = 6.0
+GROUP_BUDGET_SCALE = 2.0  # several probes run as one program (a retry one by one follows once)
 OUTPUT_LIMIT_BYTES = 4 * 2**20  # a worker's stdout and stderr together (32 KiB are shown)
 DISK_POLL_SECONDS = 0.5
 META_KEYS = {"mode": str, "jit_error": dict, "calls": list}
@@ -141,6 +147,11 @@ def case_count(probe: Probe) -> int | None:
     return len(probe.families) if probe.probe == "module" else None
 
 
+def budget_scale(probe: Probe) -> float:
+    """A probe's time budget, in per-probe budgets, from what the grader sends it."""
+    return min(BUDGET_SCALE_MAX, max(1.0, (case_count(probe) or 0) / CASES_PER_BUDGET))
+
+
 # --- the ledger: what was charged, and why ------------------------------------------
 
 
@@ -179,10 +190,13 @@ class _Worker:
         self.started = time.monotonic()
         self.current: str | None = None  # probe id, GROUP, or None between probes
         self.current_ids: list[str] = []
-        self.current_since = self.started
-        self.budget_scale = 1.0  # of the session's per-probe budget: groups and eager runs get more
+        # The grader's clock for the probe at hand: set when the worker is ready and
+        # when a probe (or a group) is answered in full; nothing else the worker
+        # says resets it (one exception: a failed group retried one by one, once).
+        self.since = self.started
         self.started_ids: set[tuple[str, ...]] = set()  # starts seen: each is allowed once
         self.stopped = False
+        self.answered: set[str] = set()  # probe ids this worker answered, validated
         self.allowance = BYTES_PER_WORKER
         self._allowance_lock = threading.Lock()
         self._inbox = session.inbox
@@ -282,6 +296,17 @@ class _Worker:
             return f"the process was killed by {signal_name(-code)}"
         return f"the process exited with status {code}"
 
+    def budget(self, per_probe: float) -> float:
+        """Seconds the probe at hand may take on the grader's clock: fixed by what
+        the grader sent. Between probes (no START yet) it is the next unanswered
+        probe's, in the order sent: not announcing a probe earns no time."""
+        if self.current == GROUP:
+            return per_probe * GROUP_BUDGET_SCALE
+        if self.current is not None:
+            return per_probe * budget_scale(self.plan[self.current])
+        waiting = [p for p in self.plan.values() if p.id not in self.answered]
+        return per_probe * (budget_scale(waiting[0]) if waiting else 1.0)
+
     @property
     def phase(self) -> str:
         if not self.ready:
@@ -335,6 +360,10 @@ def _validated_result(worker: _Worker, header: dict[str, Any], arrays: dict[str,
         raise ProtocolViolation("it sent a result for a probe it was not given")
     if probe_id in ledger.results:
         raise ProtocolViolation(f"it sent a second result for {probe_id}")
+    if probe_id not in worker.current_ids:
+        # Only the running probe's own result stops its clock: a result for
+        # another one (sent early, from a thread) would restart it.
+        raise ProtocolViolation(f"it sent a result for {probe_id}, which it was not running")
     expected_cases = case_count(worker.plan[probe_id])
     err = header.get("error")
     if expected_cases is not None and arrays:
@@ -521,6 +550,7 @@ class _Run:
         if worker.ready or arrays:
             raise ProtocolViolation("it announced itself twice")
         worker.ready = True
+        worker.since = time.monotonic()  # the first probe's clock
         error = header.get("error")
         if error is None:
             self.imported = True
@@ -535,38 +565,36 @@ class _Run:
         ids = group if isinstance(group, list) else [probe_id]
         if not worker.ready or arrays or not ids or not all(isinstance(i, str) and i in worker.plan for i in ids):
             raise ProtocolViolation("it started a probe it was not given")
-        eager = header.get("eager_cases")
-        if eager is not None:
-            # The probe goes on case by case: a budget that grows with the cases
-            # the grader itself sent (the worker's count is not needed, nor trusted),
-            # granted once per probe.
-            if worker.current != probe_id or isinstance(group, list):
-                raise ProtocolViolation("it announced an eager run of a probe it was not running")
-            if ("eager", probe_id) in worker.started_ids:
-                return  # a second eager run in the same probe (init alone, after a failure): no new budget
-            worker.started_ids.add(("eager", probe_id))
-            worker.budget_scale = min(EAGER_BUDGET_MAX, max(1.0, (case_count(worker.plan[probe_id]) or 1) / 32))
-            worker.current_since = time.monotonic()
-            return
-        # Each probe starts once on its own, and once at most within a group
-        # (a failed group is retried one by one): restarts cannot stretch a budget.
-        key = ("group", *ids) if isinstance(group, list) else ("single", probe_id)
+        if isinstance(group, list):
+            kinds = {worker.plan[i].probe for i in ids}
+            whole = {p.id for p in worker.plan.values() if p.probe in kinds}
+            if len(kinds) != 1 or len(ids) < 2 or len(set(ids)) != len(ids) or set(ids) != whole:
+                raise ProtocolViolation("it started a group that is not all its probes of one kind")
+        # Each probe starts once on its own, and once at most within its kind's one
+        # group (a failed group is retried one by one): restarts cannot stretch a
+        # budget. A second start of the running probe (such as the "running eagerly"
+        # note workers once sent) is out of turn too: how a probe runs never moves
+        # its budget.
+        key = ("group", worker.plan[ids[0]].probe) if isinstance(group, list) else ("single", probe_id)
         if key in worker.started_ids or any(i in self.ledger.results for i in ids) or (
                 worker.current not in (None, GROUP)):
             raise ProtocolViolation("it started a probe out of turn")
         worker.started_ids.add(key)
+        if worker.current == GROUP:
+            worker.since = time.monotonic()  # the group failed: what comes next, once per group
         worker.current = GROUP if isinstance(group, list) else probe_id
         worker.current_ids = list(ids)
-        worker.current_since = time.monotonic()
-        worker.budget_scale = 2.0 if worker.current == GROUP else 1.0
 
     def _on_result(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
         if not worker.ready:
             raise ProtocolViolation("it sent a result before importing the submission")
-        self.ledger.record(_validated_result(worker, header, arrays, self.ledger))
+        result = _validated_result(worker, header, arrays, self.ledger)
+        self.ledger.record(result)
+        worker.answered.add(result.id)
         if worker.current != GROUP or all(i in self.ledger.results for i in worker.current_ids):
             worker.current = None
-            worker.current_since = time.monotonic()
+            worker.current_ids = []
+            worker.since = time.monotonic()
 
     def _on_done(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
         # Everything has been sent: no need to wait for JAX to tear down
@@ -610,12 +638,15 @@ class _Run:
                 for w in list(self.live.values()):
                     self.retire(w, Failure.DISK, f"{reason} ({w.phase} phase)", import_phase=not w.ready)
                 return True
-        over = [w for w in self.live.values() if w.ready and w.current is not None
-                and now - w.current_since > session.probe_budget * w.budget_scale]
+        # Every ready worker with work left is on the clock, announced or not.
+        over = [w for w in self.live.values() if w.ready and any(p not in w.answered for p in w.plan)
+                and now - w.since > w.budget(session.probe_budget)]
         if over:
             w = over[0]
+            if w.current is None:  # it never said which: the next one in the order sent is charged
+                w.current = next(p.id for p in w.plan.values() if p.id not in self.ledger.results)
             self.retire(w, Failure.TIMEOUT,
-                        f"time limit of {session.probe_budget * w.budget_scale:g} s per check exceeded ({w.phase} phase)")
+                        f"time limit of {w.budget(session.probe_budget):g} s per check exceeded ({w.phase} phase)")
             return True
         return False
 
