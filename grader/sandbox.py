@@ -452,12 +452,10 @@ class Session:
         if self.uid is not None:
             proctree.kill_uid(self.uid)
         # Daemons that left their worker (double fork, setsid) re-parented to us,
-        # the subreaper: whatever is new below us now is theirs. (One session per
-        # grading process at a time: batch grading gives each submission its own.)
-        for pid in proctree.descendants(os.getpid()):
-            if pid != os.getpid() and pid not in self._preexisting:
-                proctree.kill_tree(pid)
-        proctree.reap()
+        # the subreaper: whatever is new below us now is theirs, and it is stopped,
+        # killed and reaped until none is left, however fast it forks. (One session
+        # per grading process at a time: batch grading gives each submission its own.)
+        proctree.sweep_descendants(keep=self._preexisting)
         if self.uid is not None:
             proctree.remove_owned(self.uid)
         scratch = getattr(self, "scratch", None)
@@ -608,7 +606,11 @@ class _Run:
     def _watch(self, now: float) -> bool:
         """Memory and per-probe budgets; True if a worker was retired."""
         session = self.session
-        children = proctree.process_children()
+        # Orphans of the submission's processes re-parent to us: reap those that
+        # exited, so that a process forking and exiting in a loop piles up no zombies.
+        scanned = proctree.scan()
+        proctree.reap({w.process.pid for w in session.workers} | session._preexisting, scanned)
+        children = proctree.process_children(scanned)
         usage = {i: proctree.resident_bytes(w.pids(children)) for i, w in self.live.items()}
         if session.group is None or not session.group.limits_memory:
             # No cgroup counts shared memory for us: count what workers keep in

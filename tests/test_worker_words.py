@@ -5,8 +5,8 @@ recorded; then the session's loop is fed those frames again, honest and forged,
 by a stand-in for the worker process, and the grade is computed from what the
 loop kept. Every field the worker sends (in READY, START, RESULT and DONE frames,
 and inside a result's meta) is forged both ways: removed or emptied, and set to
-what a correct submission's worker sent (or to a value only the grader may give).
-The score never rises above the honest one.
+what a correct submission's worker says (ran under jit, apply had mutable) or to a
+value only the grader may give (a timeout). The score never rises above the honest one.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+import types
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,31 @@ from tests.conftest import ROOT, SUBMISSIONS
 
 SUITE = build_suite(None)
 LINEN = get("batchnorm_linen")
-# Wrong in ways the worker's words describe: apply without mutable (its noted
-# calls), and a module jax cannot trace (its mode and jit error).
-WRONG = ("flow_no_mutable", "numpy_inside")
+# Wrong in ways the worker's words describe: apply without mutable (its noted calls);
+# and a module that fails on every apply with an init_and_apply that raises before
+# building it (whether the flow "reached the module" is read from the noted calls).
+UNBUILT_FLOW = """
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class MyBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, use_running_average: bool):
+        d = x.shape[-1]
+        gamma = self.param("gamma", nn.initializers.ones, (d,))
+        beta = self.param("beta", nn.initializers.zeros, (d,))
+        self.variable("batch_stats", "running_mean", lambda: jnp.zeros((d,)))
+        self.variable("batch_stats", "running_var", lambda: jnp.ones((d,)))
+        if not self.is_initializing():
+            raise ValueError("not written yet")
+        return gamma * x + beta
+
+
+def init_and_apply(seed, x, use_running_average):
+    raise NotImplementedError
+"""
+SUBJECTS = {"flow_no_mutable": (SUBMISSIONS / "wrong" / "flow_no_mutable.py").read_text(), "unbuilt_flow": UNBUILT_FLOW}
 
 Frames = list[tuple[dict[str, Any], dict[str, Any]]]
 
@@ -79,6 +103,7 @@ class _Stand:
         self.peak_rss = 0
         self.uid = None
         self.level = "process"
+        self._preexisting: set[int] = set()
         self.workers: list[sandbox._Worker] = []
         self.first = [self._spawn()]
         for frame in frames:
@@ -91,7 +116,8 @@ class _Stand:
             index=len(self.workers), plan={}, ready=False, started=time.monotonic(), current=None, current_ids=[],
             since=time.monotonic(), started_ids=set(), stopped=False, answered=set(), allowance=1 << 40,
             _allowance_lock=threading.Lock(), _pending=queue.Queue(), stdout=io.BytesIO(), stderr=io.BytesIO(),
-            kill=lambda: None, stop=lambda: None, pids=lambda children=None: [],
+            process=types.SimpleNamespace(pid=-1), kill=lambda: None, stop=lambda: None,
+            pids=lambda children=None: [],
             exit_reason=lambda: "the process exited with status 0")
         if self.workers:  # a replacement: its channel closes before it says anything
             self.inbox.put((worker.index, None))
@@ -108,35 +134,36 @@ def _score(frames: Frames) -> float:
 
 
 _MISSING = object()
+# What a correct submission's worker says in the fields that describe the code
+# (it ran under jit, apply had mutable), and what only the grader may say.
+FORGED = (_MISSING, None, 10**9, "jit", "eager", "timeout", [], {"type": "timeout", "message": "grader said so"},
+          [{"call": "init", "rngs": "DynamicJaxprTracer", "use_running_average": "False"},
+           {"call": "apply", "mutable": ["batch_stats"], "collections": ["batch_stats", "params"],
+            "use_running_average": "False"}])
 
 
-def _forged(frames: Frames, kind: str, path: tuple[str, ...], value: Any, donor: Frames | None) -> Frames:
-    """``frames`` with field ``path`` of every ``kind`` frame set to ``value``
-    (_MISSING: removed; "donor": the correct worker's value in its frame of the same id)."""
-    by_id = {(h.get("kind"), h.get("id")): h for h, _ in donor or []}
+def _forged(frames: Frames, kind: str, path: tuple[str, ...], value: Any) -> Frames:
+    """``frames`` with field ``path`` of every ``kind`` frame set to ``value`` (_MISSING: removed)."""
     out = []
     for header, arrays in frames:
         header = {**header, **({"meta": dict(header["meta"])} if isinstance(header.get("meta"), dict) else {})}
         if header.get("kind") == kind:
             target = header
-            for key in path[:-1]:
-                target = target.setdefault(key, {}) if isinstance(target.get(key, {}), dict) else {}
-            new = value
-            if value == "donor":
-                source = by_id.get((kind, header.get("id")), {})
-                for key in path:
-                    source = source.get(key, _MISSING) if isinstance(source, dict) else _MISSING
-                new = source
-            if new is _MISSING:
+            if len(path) == 2:
+                target = header.setdefault(path[0], {})
+                if not isinstance(target, dict):
+                    target = header[path[0]] = {}
+            if value is _MISSING:
                 target.pop(path[-1], None)
             else:
-                target[path[-1]] = new
+                target[path[-1]] = value
         out.append((header, arrays))
     return out
 
 
-def _variants(frames: Frames) -> list[tuple[str, tuple[str, ...], Any]]:
-    """Every field the worker sent (and the meta keys the grader keeps), each two ways and more."""
+def _fields(frames: Frames) -> list[tuple[str, tuple[str, ...]]]:
+    """Every field the worker sent, the meta keys the grader keeps, and the words
+    a worker may add (a group, an eager run, an import error)."""
     fields: set[tuple[str, tuple[str, ...]]] = set()
     for header, _ in frames:
         for key, value in header.items():
@@ -144,37 +171,47 @@ def _variants(frames: Frames) -> list[tuple[str, tuple[str, ...], Any]]:
                 fields.add((header["kind"], (key,)))
             if key == "meta" and isinstance(value, dict):
                 fields.update((header["kind"], ("meta", k)) for k in value)
-    fields |= {("result", ("meta", k)) for k in sandbox.META_KEYS} | {("start", ("eager_cases",)),
-                                                                      ("start", ("group",)), ("ready", ("error",))}
-    forged_values = (_MISSING, "donor", None, 0, 10**9, "timeout", [], {}, True,
-                     {"type": "timeout", "message": "grader said so"}, [{"call": "apply", "mutable": ["batch_stats"]}])
-    return [(kind, path, value) for kind, path in sorted(fields) for value in forged_values]
+    fields |= {("result", ("meta", k)) for k in sandbox.META_KEYS}
+    fields |= {("start", ("eager_cases",)), ("start", ("group",)), ("ready", ("error",)), ("done", ("error",))}
+    return sorted(fields)
 
 
 @pytest.fixture(scope="module")
-def recorded() -> dict[str, Frames]:
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Frames]:
     prepare_expectations(SUITE)
-    names = ("reference", *WRONG)
-    paths = [ROOT / "solution" / "batchnorm.py", *(SUBMISSIONS / "wrong" / f"{n}.py" for n in WRONG)]
-    return dict(zip(names, map(_record, paths)))
+    folder = tmp_path_factory.mktemp("words")
+    paths = []
+    for name, text in SUBJECTS.items():
+        paths.append(folder / f"{name}.py")
+        paths[-1].write_text(text)
+    with ThreadPoolExecutor(len(paths)) as pool:
+        return dict(zip(SUBJECTS, pool.map(_record, paths)))
 
 
-def test_the_stand_in_grades_recorded_frames_as_the_real_loop_does(recorded: dict[str, Frames]):
-    assert _score(recorded["reference"]) == LINEN.max_score
-    for name in WRONG:
-        assert _score(recorded[name]) < LINEN.max_score, name
+def test_the_stand_in_grades_recorded_frames_as_the_real_loop_does(recordings: dict[str, Frames]):
+    for frames in recordings.values():
+        assert 0 < _score(frames) < LINEN.max_score
+        assert {h["kind"] for h, _ in frames} == {"ready", "start", "result", "done"}
 
 
-@pytest.mark.parametrize("name", WRONG)
-def test_no_forged_word_raises_a_score(recorded: dict[str, Frames], name: str):
-    frames, donor = recorded[name], recorded["reference"]
-    honest = _score(frames)
-    risen = []
-    for kind, path, value in _variants(frames):
-        forged = _forged(frames, kind, path, value, donor)
-        if forged == frames:
-            continue
-        score = _score(forged)
-        if score > honest:
-            risen.append(f"{kind}.{'.'.join(path)} = {value!r:.60}: {score} > {honest}")
+@pytest.mark.parametrize("name", [
+    "flow_no_mutable",
+    pytest.param("unbuilt_flow", marks=pytest.mark.xfail(strict=True, reason=(
+        "issue 17: end_to_end excuses a failed flow on the worker's word: its noted calls say it reached "
+        "the module (checks._flow_reached_module), or its error report equals the module's "
+        "(checks._module_raises); 23 -> 28. The lead is reworking that evidence in checks/probes"))),
+])
+def test_no_forged_word_raises_a_score(recordings: dict[str, Frames], name: str):
+    recorded = recordings[name]
+    honest = _score(recorded)
+    risen, tried = [], 0
+    for kind, path in _fields(recorded):
+        for value in FORGED:
+            forged = _forged(recorded, kind, path, value)
+            if forged == recorded:
+                continue
+            tried += 1
+            if (score := _score(forged)) > honest:
+                risen.append(f"{kind}.{'.'.join(path)} = {value!r:.60}: {score} > {honest}")
+    assert tried > 100
     assert not risen, "\n".join(risen)
