@@ -201,6 +201,7 @@ class _Worker:
         self._allowance_lock = threading.Lock()
         self._inbox = session.inbox
         self._uid = session.uid
+        self._level = session.level
         job_read, self._job_write = os.pipe()
         self._result_read, result_write = os.pipe()
         self.stdout = open(session.logs / f"stdout.{index}", "w+b")  # noqa: SIM115
@@ -294,6 +295,9 @@ class _Worker:
             code = self.process.returncode
         if code is not None and code < 0:
             return f"the process was killed by {signal_name(-code)}"
+        if code is not None and code > 128 and self._level in ("namespaces", "userns"):
+            # The namespace's init reports a worker killed by a signal as 128 + its number.
+            return f"the process was killed by {signal_name(code - 128)}"
         return f"the process exited with status {code}"
 
     def budget(self, per_probe: float) -> float:
