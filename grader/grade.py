@@ -60,7 +60,13 @@ def grade(
     started = time.monotonic()
     notes = [note] if note else []
     try:
-        source = read_submission(submission)
+        if submission.suffix.lower() == ".ipynb":
+            from grader.submission import MAX_NOTEBOOK_BYTES, read_bytes
+
+            # One byte past the cap: enough to refuse it, never the whole upload in memory.
+            source = read_bytes(submission, MAX_NOTEBOOK_BYTES + 1)
+        else:
+            source = read_submission(submission)
     except OSError as err:
         source, refused = None, _refusal(submission, err)
     if source is not None and submission.suffix.lower() == ".ipynb":

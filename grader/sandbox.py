@@ -421,11 +421,13 @@ class Session:
             isolation.make_traversable(isolation._python_dirs())  # the uid must reach the interpreter
             if not _confine.landlock_abi():
                 isolation.protect(hidden, self.scratch.root)  # no Landlock to deny them: permissions must
-        # At the namespace levels home is a size-capped tmpfs; elsewhere it lies on
-        # the host's disk, and the watchdog measures it.
-        self.watch_home = self.level not in ("namespaces", "userns")
-        self.group = cgroups.create(self.memory_bytes, isolation.MAX_PROCESSES * self.worker_count) \
-            if self.level in ("namespaces", "uid") else None
+        # At the namespace levels home is a size-capped tmpfs, and at uid too where
+        # the grader may mount one; elsewhere it lies on the host's disk, and the
+        # watchdog measures it.
+        home_capped = self.level == "uid" and self.uid is not None and isolation.mount_home(self.scratch, self.uid)
+        self.watch_home = self.level not in ("namespaces", "userns") and not home_capped
+        # A cgroup wherever the grader may make one (root, or a delegated subtree).
+        self.group = cgroups.create(self.memory_bytes, isolation.MAX_PROCESSES * self.worker_count)
         isolation.write_config(self.scratch, self.level, hidden, int(timeout) + 5,
                                self.group.procs_files if self.group else [])
         self.inbox: queue.Queue = queue.Queue()

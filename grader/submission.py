@@ -26,6 +26,9 @@ SUFFIXES = (".py", ".ipynb")
 MAX_DEPTH = 5
 MAX_ENTRIES = 5000
 MAX_READ = 4 << 20  # a submission larger than this is not a BatchNorm
+# The grading process itself parses a notebook's JSON (about 25 bytes of memory a
+# byte): anything larger is refused before it is parsed, with a way out.
+MAX_NOTEBOOK_BYTES = 8 << 20
 _SKIP_DIRS = {"__MACOSX", "__pycache__", ".ipynb_checkpoints", "node_modules", ".git", ".venv", "venv"}
 _DEFINES = re.compile(rb"^[ \t]*(class[ \t]+MyBatchNorm\b|def[ \t]+init_and_apply\b)", re.M)
 # Cell magics whose body is still Python: the magic line goes, the body stays.
@@ -110,8 +113,12 @@ def read_bytes(path: Path, limit: int = MAX_READ) -> bytes:
 def notebook_source(data: bytes, name: str = "the notebook") -> tuple[bytes, str]:
     """A notebook's code cells as one Python file, and a note for the student.
 
-    Raises ValueError (with a message for people) when ``data`` is not a notebook.
+    Raises ValueError (with a message for people) when ``data`` is not a notebook,
+    or is larger than MAX_NOTEBOOK_BYTES (checked before a byte is parsed).
     """
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"{name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB (notebooks that large hold "
+                         "outputs, not code); clear its outputs (Edit > Clear All Outputs) and save it again")
     try:
         notebook = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from grader import proctree
 from tests.conftest import ROOT
+from tests.levels import NOBODY
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="subreapers and /proc are Linux's")
 
@@ -51,3 +56,37 @@ def test_a_process_that_forks_and_exits_in_a_loop_is_swept_and_reaped():
     assert piled >= 10  # the orphans' exits reach us, the subreaper, and pile up unless reaped
     assert reaped < piled  # (the runner goes on exiting while they are counted)
     assert left == 0 and zombies == 0
+
+
+MEASURE = textwrap.dedent("""
+    import os, sys
+    home = sys.argv[1]
+    os.makedirs(os.path.join(home, "hidden", "deeper"))
+    with open(os.path.join(home, "hidden", "deeper", "kept"), "wb") as handle:
+        handle.write(b"x" * (1 << 20))
+    os.chmod(os.path.join(home, "hidden"), 0o300)  # no reading: its contents cannot be listed
+    from grader import proctree
+    print(*proctree.tree_usage(home, 100))
+""")
+
+
+def test_a_folder_made_unreadable_in_the_home_is_still_measured():
+    """At ``landlock`` the worker and the grader are one user: a mode-0300 folder hid
+    its files from the watchdog's walk (1.3 GiB in issue 17); the grader opens it up."""
+    from tests.levels import _as_nobody, can_run_as_nobody, user_workdir
+
+    if not can_run_as_nobody():
+        pytest.skip("needs root and setpriv to act as an unprivileged user")
+    folder = Path(tempfile.mkdtemp(prefix="measure-"))  # in /tmp: reachable by that user
+    try:
+        workdir = user_workdir(folder)
+        home = folder / "home"
+        home.mkdir()
+        os.chown(home, NOBODY, NOBODY)
+        out = subprocess.run(_as_nobody([sys.executable, "-c", MEASURE, str(home)]), cwd=workdir,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        used, entries = map(int, out.stdout.split())
+        assert entries == 3 and used >= 1 << 20
+    finally:
+        proctree.remove_tree(str(folder))

@@ -141,3 +141,23 @@ def test_batch_finds_each_students_file_and_grades_an_empty_upload_zero(tmp_path
     assert scores["ada"]["score"] == 100 and scores["cy"]["score"] == 100
     assert scores["bob"]["score"] == 0 and "none of which defines them" in scores["bob"]["output"]
     assert "internal error" not in run.stderr
+
+
+def test_a_notebook_too_large_to_parse_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    """The grading process parses a notebook's JSON itself: a 60 MiB one (1.6 GB to
+    parse) is refused with a way out, and its JSON is never parsed."""
+    from grader import submission
+    from grader.grade import grade
+
+    notebook = tmp_path / "hw.ipynb"
+    notebook.write_text(_student_notebook())
+    with open(notebook, "r+b") as handle:
+        handle.truncate(60 << 20)  # sparse: 60 MiB to read, nothing on disk
+
+    def parse(*args, **kwargs):
+        raise AssertionError("the notebook was parsed")
+
+    monkeypatch.setattr(submission.json, "loads", parse)
+    result = grade(notebook)
+    assert result.score == 0
+    assert "hw.ipynb is larger than 8 MiB" in result.problem and "clear its outputs" in result.problem
