@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from grader.isolation import choose_level
 from grader.protocol import GRADER_KINDS
-from grader.sandbox import RunResult, Session, read_submission
+from grader.sandbox import MEMORY_POLL_SECONDS, RunResult, Session, read_submission
 
 if TYPE_CHECKING:
     from grader.results import GradeResult
@@ -93,6 +93,9 @@ def grade(
 
             suite = build_suite(secret)
             run = session.run(list(suite.probes), while_waiting=lambda: prepare_expectations(suite))
+        if not run.memory_by_kernel:  # SECURITY.md: the limit is then not enforced by the kernel
+            notes.append(f"Memory was sampled every {MEMORY_POLL_SECONDS * 1000:g} ms, not capped by the kernel "
+                         "(no cgroup could be made here).")
     import numpy as np
 
     from grader.checks import end_to_end, evaluate

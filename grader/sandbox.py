@@ -102,6 +102,7 @@ class RunResult:
     timed_out: bool = False
     memory_exceeded: bool = False
     peak_rss_mb: float = 0.0
+    memory_by_kernel: bool = True  # a cgroup counted and capped memory (else the 50 ms watchdog did)
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -740,6 +741,7 @@ class _Run:
             timed_out=timed_out,
             memory_exceeded=self.memory_exceeded,
             peak_rss_mb=session.peak_rss / (1024 * 1024),
+            memory_by_kernel=session.group is not None and session.group.limits_memory,
         )
 
 
