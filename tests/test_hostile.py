@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from grader.isolation import available_levels
+from grader.proctree import remove_tree
 from tests.conftest import HOSTILE, ROOT
 from tests.levels import LEVELS, USER_LEVELS, available_as_nobody, run_cli_as
 
@@ -291,11 +292,14 @@ def test_a_classmate_keeps_its_score_beside_a_cpu_hog():
     limit = _timeout()
     since = _ticks_now()
     token = f"/nonexistent-{folder.name}"
-    run = run_cli_as(user, folder, "batch", str(submissions), "--out", str(out), "--jobs", "2", "--timeout",
-                     f"{limit:.1f}", "--isolation", level,
-                     env={"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:{token}"}, timeout=60 * 10)
+    try:
+        run = run_cli_as(user, folder, "batch", str(submissions), "--out", str(out), "--jobs", "2", "--timeout",
+                         f"{limit:.1f}", "--isolation", level,
+                         env={"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:{token}"}, timeout=60 * 10)
+        classmate = json.loads((out / "classmate" / "results.json").read_text())
+    finally:
+        remove_tree(str(folder))
     assert run.code == 0, (run.stdout + run.stderr)[-3000:]
-    classmate = json.loads((out / "classmate" / "results.json").read_text())
     assert classmate["extra_data"]["isolation"] == level
     assert classmate["score"] == classmate["max_score"], classmate["output"][:1500]
     assert not _leftovers(since, token)
