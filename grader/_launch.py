@@ -3,7 +3,9 @@
 Runs as ``python -I -u -c BOOT CONFIG IN OUT`` from a copy of the runtime in the
 scratch folder, before any student code, in this order:
 
-1. join the cgroups the grader made for this submission (memory, processes);
+0. at the namespace levels, where it starts as the PID namespace's init: fork,
+   and leave the parent behind to reap orphans (see ``_be_init``);
+1. join the cgroups the grader made for this submission (memory, processes, CPU);
 2. at the namespace levels (already inside new mount, PID, network, IPC and UTS
    namespaces made by ``unshare``): move into a new root that holds only
    allow-listed folders, read-only, with a size-capped tmpfs as home, /tmp and
@@ -243,9 +245,38 @@ def confine(config: dict) -> None:
     _limit(config)
 
 
+def _be_init(fds: list[int]) -> None:
+    """At the namespace levels this process is the PID namespace's init, which
+    orphans re-parent to: fork the worker, and stay behind only to reap them (a
+    process that forks and exits every 2 ms would otherwise pile up zombies, and
+    use up the machine's pids, for as long as the grade lasts). When the worker
+    ends, so does init, with its status (a signal as 128 + its number), and the
+    kernel kills whatever is left in the namespace."""
+    worker = os.fork()
+    if worker == 0:
+        return
+    for fd in fds:  # the channel is the worker's alone: its end is seen as soon as it ends
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(1)
+        if pid == worker:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
 def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as handle:
         config = json.load(handle)
+    if config["level"] in ("namespaces", "userns") and os.getpid() == 1:
+        _be_init([int(fd) for fd in argv[1:3]])
     confine(config)
     os.chdir(config["home"])
     from ._child import main as child_main

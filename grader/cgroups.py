@@ -2,8 +2,9 @@
 
 The kernel then counts memory the way it really is used (anonymous memory,
 page cache, tmpfs, memfd and shared memory alike) against ``memory.max``, limits
-the number of processes and threads, and can kill every process in the group at
-once. cgroup v2 first (the grader's own group must have the memory controller
+the number of processes and threads, gives the submission one share of the CPU
+however many processes or sessions it makes (one scheduler group), and can kill
+every process in the group at once. cgroup v2 first (the grader's own group must have the memory controller
 delegated); cgroup v1 memory and pids hierarchies otherwise (as on many
 container hosts); none when neither is writable (then the sandbox's watchdog
 counts memory instead: see :mod:`grader.proctree`).
@@ -20,6 +21,8 @@ from pathlib import Path
 from grader import proctree
 
 ROOT = Path("/sys/fs/cgroup")
+CPU_WEIGHT = 100  # cgroup v2's default: every submission the same share
+CPU_SHARES = 1024  # cgroup v1's default, the same
 
 
 def _own_path(controller: str | None) -> str | None:
@@ -155,6 +158,8 @@ def create(memory_bytes: int, max_processes: int) -> Group | None:
                         (path / "memory.swap.max").write_text("0")
                     if "pids" in controllers:
                         (path / "pids.max").write_text(str(max_processes))
+                    if "cpu" in controllers:  # one share per submission, however many processes
+                        (path / "cpu.weight").write_text(str(CPU_WEIGHT))
                     return Group([path], 2, "memory.max")
                 except OSError:
                     with contextlib.suppress(OSError):
@@ -179,6 +184,18 @@ def _create_v1(name: str, memory_bytes: int, max_processes: int) -> Group | None
             path.rmdir()
         return None
     dirs.append(path)
+    cpu = _own_path("cpu")
+    if cpu is not None and (ROOT / "cpu").is_dir():
+        # One scheduler group per submission, of the default weight: its processes
+        # share one share of the CPU (and leave the per-session autogroups).
+        cpu_dir = _make(ROOT / "cpu" / cpu.lstrip("/"), name)
+        if cpu_dir is not None:
+            try:
+                (cpu_dir / "cpu.shares").write_text(str(CPU_SHARES))
+                dirs.append(cpu_dir)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    cpu_dir.rmdir()
     pids = _own_path("pids")
     if pids is not None and (ROOT / "pids").is_dir():
         pids_dir = _make(ROOT / "pids" / pids.lstrip("/"), name)

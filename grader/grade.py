@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from grader.isolation import choose_level
 from grader.protocol import GRADER_KINDS
-from grader.sandbox import RunResult, Session, read_submission
+from grader.sandbox import MEMORY_POLL_SECONDS, RunResult, Session, read_submission
 
 if TYPE_CHECKING:
     from grader.checks import CheckResult
@@ -111,7 +111,13 @@ def grade(
     started = time.monotonic()
     notes = [note] if note else []
     try:
-        source = read_submission(submission)
+        if submission.suffix.lower() == ".ipynb":
+            from grader.submission import MAX_NOTEBOOK_BYTES, read_bytes
+
+            # One byte past the cap: enough to refuse it, never the whole upload in memory.
+            source = read_bytes(submission, MAX_NOTEBOOK_BYTES + 1)
+        else:
+            source = read_submission(submission)
     except OSError as err:
         source, refused = None, _refusal(submission, err)
     where = None  # a notebook's line -> "cell 3, line 2"
@@ -142,6 +148,9 @@ def grade(
 
             suite = build_suite(secret)
             run = session.run(list(suite.probes), while_waiting=lambda: prepare_expectations(suite))
+        if not run.memory_by_kernel:  # SECURITY.md: the limit is then not enforced by the kernel
+            notes.append(f"Memory was sampled every {MEMORY_POLL_SECONDS * 1000:g} ms, not capped by the kernel "
+                         "(no cgroup could be made here).")
     import numpy as np
 
     from grader.checks import end_to_end, evaluate

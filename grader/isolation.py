@@ -206,6 +206,21 @@ def prepare_scratch(root: Path, source: bytes, level: str) -> Scratch:
     return Scratch(root, runtime, copy, home, root / "launch.json", new_root)
 
 
+def mount_home(scratch: Scratch, uid: int) -> bool:
+    """At the ``uid`` level, where the grader is root and may mount: the worker's home
+    becomes a tmpfs of SCRATCH_MB and SCRATCH_INODES, so that the kernel caps its disk
+    (files unlinked while still open included) and charges its pages to the worker's
+    memory cgroup. False where mounting is refused (Docker's default profile): the
+    watchdog measures the home instead. Unmounted by the clean-up's remove_tree."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"size={SCRATCH_MB}m,nr_inodes={SCRATCH_INODES},mode=700,uid={uid},gid={uid}"
+    flags = 2 | 4 | 8  # MS_NOSUID | MS_NODEV | MS_NOEXEC
+    return libc.mount(b"tmpfs", str(scratch.home).encode(), b"tmpfs", ctypes.c_ulong(flags),
+                      options.encode()) == 0
+
+
 def hidden_paths(extra: list[Path]) -> list[str]:
     """What the worker must not read: the project's private folders and ``extra``."""
     paths = [PROJECT_DIR / name for name in PROTECTED_PROJECT_DIRS]

@@ -67,7 +67,13 @@ DEFAULT_MEMORY_MB = 4096
 # inputs (float64 instead of float32, a state per step), plus headers.
 BYTES_PER_INPUT_BYTE = 6
 BYTES_PER_WORKER = 4 * 1024 * 1024
-EAGER_BUDGET_MAX = 6.0  # an eager run of a probe may take this many per-probe budgets
+# A module probe's budget grows with the cases the grader sent it, so that a
+# module jax cannot trace still has time to run them eagerly, case by case (10-20 ms
+# a case measured here on a busy machine; 200 cases fit the default 10 s budget):
+# fixed before the worker starts, the same whatever the worker later says it did.
+CASES_PER_BUDGET = 200
+BUDGET_SCALE_MAX = 6.0
+GROUP_BUDGET_SCALE = 2.0  # several probes run as one program (a retry one by one follows once)
 OUTPUT_LIMIT_BYTES = 4 * 2**20  # a worker's stdout and stderr together (32 KiB are shown)
 DISK_POLL_SECONDS = 0.5
 META_KEYS = {"mode": str, "jit_error": dict, "calls": list, "dtypes": list}
@@ -97,6 +103,7 @@ class RunResult:
     timed_out: bool = False
     memory_exceeded: bool = False
     peak_rss_mb: float = 0.0
+    memory_by_kernel: bool = True  # a cgroup counted and capped memory (else the 50 ms watchdog did)
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -157,6 +164,11 @@ def case_count(probe: Probe) -> int | None:
     return len(probe.families) if probe.probe == "module" else None
 
 
+def budget_scale(probe: Probe) -> float:
+    """A probe's time budget, in per-probe budgets, from what the grader sends it."""
+    return min(BUDGET_SCALE_MAX, max(1.0, (case_count(probe) or 0) / CASES_PER_BUDGET))
+
+
 # --- the ledger: what was charged, and why ------------------------------------------
 
 
@@ -195,14 +207,18 @@ class _Worker:
         self.started = time.monotonic()
         self.current: str | None = None  # probe id, GROUP, or None between probes
         self.current_ids: list[str] = []
-        self.current_since = self.started
-        self.budget_scale = 1.0  # of the session's per-probe budget: groups and eager runs get more
+        # The grader's clock for the probe at hand: set when the worker is ready and
+        # when a probe (or a group) is answered in full; nothing else the worker
+        # says resets it (one exception: a failed group retried one by one, once).
+        self.since = self.started
         self.started_ids: set[tuple[str, ...]] = set()  # starts seen: each is allowed once
         self.stopped = False
+        self.answered: set[str] = set()  # probe ids this worker answered, validated
         self.allowance = BYTES_PER_WORKER
         self._allowance_lock = threading.Lock()
         self._inbox = session.inbox
         self._uid = session.uid
+        self._level = session.level
         job_read, self._job_write = os.pipe()
         self._result_read, result_write = os.pipe()
         self.stdout = open(session.logs / f"stdout.{index}", "w+b")  # noqa: SIM115
@@ -296,7 +312,21 @@ class _Worker:
             code = self.process.returncode
         if code is not None and code < 0:
             return f"the process was killed by {signal_name(-code)}"
+        if code is not None and code > 128 and self._level in ("namespaces", "userns"):
+            # The namespace's init reports a worker killed by a signal as 128 + its number.
+            return f"the process was killed by {signal_name(code - 128)}"
         return f"the process exited with status {code}"
+
+    def budget(self, per_probe: float) -> float:
+        """Seconds the probe at hand may take on the grader's clock: fixed by what
+        the grader sent. Between probes (no START yet) it is the next unanswered
+        probe's, in the order sent: not announcing a probe earns no time."""
+        if self.current == GROUP:
+            return per_probe * GROUP_BUDGET_SCALE
+        if self.current is not None:
+            return per_probe * budget_scale(self.plan[self.current])
+        waiting = [p for p in self.plan.values() if p.id not in self.answered]
+        return per_probe * (budget_scale(waiting[0]) if waiting else 1.0)
 
     @property
     def phase(self) -> str:
@@ -351,6 +381,10 @@ def _validated_result(worker: _Worker, header: dict[str, Any], arrays: dict[str,
         raise ProtocolViolation("it sent a result for a probe it was not given")
     if probe_id in ledger.results:
         raise ProtocolViolation(f"it sent a second result for {probe_id}")
+    if probe_id not in worker.current_ids:
+        # Only the running probe's own result stops its clock: a result for
+        # another one (sent early, from a thread) would restart it.
+        raise ProtocolViolation(f"it sent a result for {probe_id}, which it was not running")
     expected_cases = case_count(worker.plan[probe_id])
     err = header.get("error")
     if expected_cases is not None and arrays:
@@ -404,11 +438,13 @@ class Session:
             isolation.make_traversable(isolation._python_dirs())  # the uid must reach the interpreter
             if not _confine.landlock_abi():
                 isolation.protect(hidden, self.scratch.root)  # no Landlock to deny them: permissions must
-        # At the namespace levels home is a size-capped tmpfs; elsewhere it lies on
-        # the host's disk, and the watchdog measures it.
-        self.watch_home = self.level not in ("namespaces", "userns")
-        self.group = cgroups.create(self.memory_bytes, isolation.MAX_PROCESSES * self.worker_count) \
-            if self.level in ("namespaces", "uid") else None
+        # At the namespace levels home is a size-capped tmpfs, and at uid too where
+        # the grader may mount one; elsewhere it lies on the host's disk, and the
+        # watchdog measures it.
+        home_capped = self.level == "uid" and self.uid is not None and isolation.mount_home(self.scratch, self.uid)
+        self.watch_home = self.level not in ("namespaces", "userns") and not home_capped
+        # A cgroup wherever the grader may make one (root, or a delegated subtree).
+        self.group = cgroups.create(self.memory_bytes, isolation.MAX_PROCESSES * self.worker_count)
         isolation.write_config(self.scratch, self.level, hidden, int(timeout) + 5,
                                self.group.procs_files if self.group else [])
         self.inbox: queue.Queue = queue.Queue()
@@ -439,12 +475,10 @@ class Session:
         if self.uid is not None:
             proctree.kill_uid(self.uid)
         # Daemons that left their worker (double fork, setsid) re-parented to us,
-        # the subreaper: whatever is new below us now is theirs. (One session per
-        # grading process at a time: batch grading gives each submission its own.)
-        for pid in proctree.descendants(os.getpid()):
-            if pid != os.getpid() and pid not in self._preexisting:
-                proctree.kill_tree(pid)
-        proctree.reap()
+        # the subreaper: whatever is new below us now is theirs, and it is stopped,
+        # killed and reaped until none is left, however fast it forks. (One session
+        # per grading process at a time: batch grading gives each submission its own.)
+        proctree.sweep_descendants(keep=self._preexisting)
         if self.uid is not None:
             proctree.remove_owned(self.uid)
         scratch = getattr(self, "scratch", None)
@@ -537,6 +571,7 @@ class _Run:
         if worker.ready or arrays:
             raise ProtocolViolation("it announced itself twice")
         worker.ready = True
+        worker.since = time.monotonic()  # the first probe's clock
         error = header.get("error")
         if error is None:
             self.imported = True
@@ -551,38 +586,36 @@ class _Run:
         ids = group if isinstance(group, list) else [probe_id]
         if not worker.ready or arrays or not ids or not all(isinstance(i, str) and i in worker.plan for i in ids):
             raise ProtocolViolation("it started a probe it was not given")
-        eager = header.get("eager_cases")
-        if eager is not None:
-            # The probe goes on case by case: a budget that grows with the cases
-            # the grader itself sent (the worker's count is not needed, nor trusted),
-            # granted once per probe.
-            if worker.current != probe_id or isinstance(group, list):
-                raise ProtocolViolation("it announced an eager run of a probe it was not running")
-            if ("eager", probe_id) in worker.started_ids:
-                return  # a second eager run in the same probe (init alone, after a failure): no new budget
-            worker.started_ids.add(("eager", probe_id))
-            worker.budget_scale = min(EAGER_BUDGET_MAX, max(1.0, (case_count(worker.plan[probe_id]) or 1) / 32))
-            worker.current_since = time.monotonic()
-            return
-        # Each probe starts once on its own, and once at most within a group
-        # (a failed group is retried one by one): restarts cannot stretch a budget.
-        key = ("group", *ids) if isinstance(group, list) else ("single", probe_id)
+        if isinstance(group, list):
+            kinds = {worker.plan[i].probe for i in ids}
+            whole = {p.id for p in worker.plan.values() if p.probe in kinds}
+            if len(kinds) != 1 or len(ids) < 2 or len(set(ids)) != len(ids) or set(ids) != whole:
+                raise ProtocolViolation("it started a group that is not all its probes of one kind")
+        # Each probe starts once on its own, and once at most within its kind's one
+        # group (a failed group is retried one by one): restarts cannot stretch a
+        # budget. A second start of the running probe (such as the "running eagerly"
+        # note workers once sent) is out of turn too: how a probe runs never moves
+        # its budget.
+        key = ("group", worker.plan[ids[0]].probe) if isinstance(group, list) else ("single", probe_id)
         if key in worker.started_ids or any(i in self.ledger.results for i in ids) or (
                 worker.current not in (None, GROUP)):
             raise ProtocolViolation("it started a probe out of turn")
         worker.started_ids.add(key)
+        if worker.current == GROUP:
+            worker.since = time.monotonic()  # the group failed: what comes next, once per group
         worker.current = GROUP if isinstance(group, list) else probe_id
         worker.current_ids = list(ids)
-        worker.current_since = time.monotonic()
-        worker.budget_scale = 2.0 if worker.current == GROUP else 1.0
 
     def _on_result(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
         if not worker.ready:
             raise ProtocolViolation("it sent a result before importing the submission")
-        self.ledger.record(_validated_result(worker, header, arrays, self.ledger))
+        result = _validated_result(worker, header, arrays, self.ledger)
+        self.ledger.record(result)
+        worker.answered.add(result.id)
         if worker.current != GROUP or all(i in self.ledger.results for i in worker.current_ids):
             worker.current = None
-            worker.current_since = time.monotonic()
+            worker.current_ids = []
+            worker.since = time.monotonic()
 
     def _on_done(self, worker: _Worker, header: dict[str, Any], arrays: dict) -> None:
         # Everything has been sent: no need to wait for JAX to tear down
@@ -596,7 +629,11 @@ class _Run:
     def _watch(self, now: float) -> bool:
         """Memory and per-probe budgets; True if a worker was retired."""
         session = self.session
-        children = proctree.process_children()
+        # Orphans of the submission's processes re-parent to us: reap those that
+        # exited, so that a process forking and exiting in a loop piles up no zombies.
+        scanned = proctree.scan()
+        proctree.reap({w.process.pid for w in session.workers} | session._preexisting, scanned)
+        children = proctree.process_children(scanned)
         usage = {i: proctree.resident_bytes(w.pids(children)) for i, w in self.live.items()}
         if session.group is None or not session.group.limits_memory:
             # No cgroup counts shared memory for us: count what workers keep in
@@ -626,12 +663,15 @@ class _Run:
                 for w in list(self.live.values()):
                     self.retire(w, Failure.DISK, f"{reason} ({w.phase} phase)", import_phase=not w.ready)
                 return True
-        over = [w for w in self.live.values() if w.ready and w.current is not None
-                and now - w.current_since > session.probe_budget * w.budget_scale]
+        # Every ready worker with work left is on the clock, announced or not.
+        over = [w for w in self.live.values() if w.ready and any(p not in w.answered for p in w.plan)
+                and now - w.since > w.budget(session.probe_budget)]
         if over:
             w = over[0]
+            if w.current is None:  # it never said which: the next one in the order sent is charged
+                w.current = next(p.id for p in w.plan.values() if p.id not in self.ledger.results)
             self.retire(w, Failure.TIMEOUT,
-                        f"time limit of {session.probe_budget * w.budget_scale:g} s per check exceeded ({w.phase} phase)")
+                        f"time limit of {w.budget(session.probe_budget):g} s per check exceeded ({w.phase} phase)")
             return True
         return False
 
@@ -717,6 +757,7 @@ class _Run:
             timed_out=timed_out,
             memory_exceeded=self.memory_exceeded,
             peak_rss_mb=session.peak_rss / (1024 * 1024),
+            memory_by_kernel=session.group is not None and session.group.limits_memory,
         )
 
 

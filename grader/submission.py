@@ -34,6 +34,9 @@ MAX_TOTAL_BYTES = 64 << 20  # their sizes together
 MAX_WALK_SECONDS = 10.0
 _TOO_BIG = ("the upload holds {what}, more than a BatchNorm exercise needs, so it was not searched; "
             f"upload only your {SUBMISSION_FILE} or your notebook")
+# The grading process itself parses a notebook's JSON (about 25 bytes of memory a
+# byte): anything larger is refused before it is parsed, with a way out.
+MAX_NOTEBOOK_BYTES = 8 << 20
 _SKIP_DIRS = {"__MACOSX", "__pycache__", ".ipynb_checkpoints", "node_modules", ".git", ".venv", "venv"}
 _DEFINES = re.compile(rb"^[ \t]*(class[ \t]+MyBatchNorm\b|def[ \t]+init_and_apply\b)", re.M)
 # Cell magics whose body is still Python: the magic line goes, the body stays.
@@ -199,7 +202,11 @@ def notebook_source(data: bytes, name: str = "the notebook") -> tuple[bytes, str
 
 
 def _cells(data: bytes, name: str) -> list[tuple[int, list[str]]]:
-    """(cell number, lines) of each code cell. Raises ValueError (for people) when ``data`` is not a notebook."""
+    """(cell number, lines) of each code cell. Raises ValueError (for people) when ``data`` is not a notebook,
+    or is larger than MAX_NOTEBOOK_BYTES (checked before a byte is parsed)."""
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"{name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB (notebooks that large hold "
+                         "outputs, not code); clear its outputs (Edit > Clear All Outputs) and save it again")
     try:
         notebook = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from grader.isolation import available_levels
+from grader.proctree import remove_tree
 from tests.conftest import HOSTILE, ROOT
 from tests.levels import LEVELS, USER_LEVELS, available_as_nobody, run_cli_as
 
@@ -267,6 +268,41 @@ def test_confinement_holds_in_the_nnx_exercise():
     assert not run.leftovers and not run.repo_changed
     if level != "process":
         assert run.received == []
+
+
+def test_a_classmate_keeps_its_score_beside_a_cpu_hog():
+    """Fair share: the reference graded in one ``batch --jobs 2`` beside a submission
+    whose sixteen busy children each try a session of their own (a scheduler group
+    each), at the strongest level here; the classmate keeps its full score, and
+    none of the sixteen outlives the batch."""
+    level = next(lvl for lvl in LEVELS if lvl in (available_as_nobody() if lvl in USER_LEVELS else available_levels()))
+    user = "nobody" if level in USER_LEVELS else "root"
+    folder = Path(tempfile.mkdtemp(prefix="fair-share-"))
+    folder.chmod(0o755)
+    submissions = folder / "submissions"
+    for name, source in (("classmate", ROOT / "solution" / "batchnorm.py"),
+                         ("hog", ROOT / "tests" / "submissions" / "hostile" / "cpu_hog_sessions.py")):
+        (submissions / name).mkdir(parents=True, mode=0o755)
+        (submissions / name / "batchnorm.py").write_text(source.read_text())
+        (submissions / name / "batchnorm.py").chmod(0o644)
+    submissions.chmod(0o755)
+    out = folder / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    limit = _timeout()
+    since = _ticks_now()
+    token = f"/nonexistent-{folder.name}"
+    try:
+        run = run_cli_as(user, folder, "batch", str(submissions), "--out", str(out), "--jobs", "2", "--timeout",
+                         f"{limit:.1f}", "--isolation", level,
+                         env={"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:{token}"}, timeout=60 * 10)
+        classmate = json.loads((out / "classmate" / "results.json").read_text())
+    finally:
+        remove_tree(str(folder))
+    assert run.code == 0, (run.stdout + run.stderr)[-3000:]
+    assert classmate["extra_data"]["isolation"] == level
+    assert classmate["score"] == classmate["max_score"], classmate["output"][:1500]
+    assert not _leftovers(since, token)
 
 
 def _ticks_now() -> int:

@@ -9,13 +9,16 @@ namespaces or Landlock. Links in a submission are never followed.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.levels import available_as_nobody, can_run_as_nobody, failing_unshare, run_cli_as
+from tests.levels import (_as_nobody, available_as_nobody, can_run_as_nobody, failing_unshare, run_cli_as,
+                          user_workdir)
 
 pytestmark = pytest.mark.slow
 SOLUTION = ROOT / "solution" / "batchnorm.py"
@@ -60,6 +63,12 @@ def test_an_unprivileged_user_gets_the_strongest_level_it_can(tmp_path: Path):
     assert run.code == 0, run.stderr
     assert run.results["extra_data"]["isolation"] == levels[0]
     assert run.results["score"] == 100
+    # Without a cgroup of its own (no delegated subtree), the result says memory was only sampled.
+    code = "from grader import cgroups; g = cgroups.create(1 << 30, 16); print(g is not None); g and g.remove()"
+    probe = subprocess.run(_as_nobody([sys.executable, "-c", code]), cwd=user_workdir(Path(tempfile.mkdtemp(
+        prefix="levels-", dir=tmp_path))), capture_output=True, text=True, timeout=60)
+    sampled = any("not capped by the kernel" in note for note in run.results["extra_data"]["notes"])
+    assert sampled == (probe.stdout.strip() == "False"), probe.stderr
 
 
 @pytest.mark.parametrize("target", ["solution", "proc", "secret"])

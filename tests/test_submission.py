@@ -203,3 +203,21 @@ def test_errors_name_the_file_as_uploaded():
     cells = {4: "cell 3, line 2", 9: "cell 5, line 1"}.get
     assert as_uploaded(message + "; raised (line 9)", "hw.ipynb", cells) == (
         "SyntaxError: '(' was never closed (hw.ipynb, cell 3, line 2); raised (cell 5, line 1)")
+def test_a_notebook_too_large_to_parse_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    """The grading process parses a notebook's JSON itself: a 60 MiB one (1.6 GB to
+    parse) is refused with a way out, and its JSON is never parsed."""
+    from grader import submission
+    from grader.grade import grade
+
+    notebook = tmp_path / "hw.ipynb"
+    notebook.write_text(_student_notebook())
+    with open(notebook, "r+b") as handle:
+        handle.truncate(60 << 20)  # sparse: 60 MiB to read, nothing on disk
+
+    def parse(*args, **kwargs):
+        raise AssertionError("the notebook was parsed")
+
+    monkeypatch.setattr(submission.json, "loads", parse)
+    result = grade(notebook)
+    assert result.score == 0
+    assert "hw.ipynb is larger than 8 MiB" in result.problem and "clear its outputs" in result.problem

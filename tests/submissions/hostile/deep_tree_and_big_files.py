@@ -1,8 +1,6 @@
-# hostile: builds a 3,000-level folder tree in its home and fills /tmp and /dev/shm with files of a few hundred MB; otherwise correct (home is a capped tmpfs at the namespace levels; on the host's disk at uid and landlock, where a tree deeper than a path can name is charged as disk abuse)
+# hostile: builds a 3,000-level folder tree in its home and fills /tmp and /dev/shm with files of a few hundred MB; otherwise correct (home is a capped tmpfs at the namespace levels and at uid where the grader may mount one, as here; on the host's disk at landlock, where a tree deeper than a path can name is charged as disk abuse)
 # expect: score == 100
 # reason: 
-# expect uid: score < 100
-# reason uid: exceed 256 MiB or 20000 entries
 # expect landlock: score < 100
 # reason landlock: exceed 256 MiB or 20000 entries
 # levels: namespaces uid userns landlock

@@ -1,8 +1,6 @@
-# hostile: fills its home with 60 MiB files until something stops it; otherwise correct
+# hostile: fills its home with 60 MiB files until something stops it; otherwise correct (the home is a capped tmpfs at the namespace levels and at uid where the grader may mount one, as here; watched on the host's disk at landlock)
 # expect: score == 100
 # reason: home full
-# expect uid: score == 0
-# reason uid: exceed 256 MiB
 # expect landlock: score == 0
 # reason landlock: exceed 256 MiB
 # expect process: score == 0
