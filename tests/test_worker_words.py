@@ -196,10 +196,7 @@ def test_the_stand_in_grades_recorded_frames_as_the_real_loop_does(recordings: d
 
 @pytest.mark.parametrize("name", [
     "flow_no_mutable",
-    pytest.param("unbuilt_flow", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 17: end_to_end excuses a failed flow on the worker's word: its noted calls say it reached "
-        "the module (checks._flow_reached_module), or its error report equals the module's "
-        "(checks._module_raises); 23 -> 28. The lead is reworking that evidence in checks/probes"))),
+    "unbuilt_flow",  # (end to end used to excuse it on its words: 23 -> 28 when forged)
 ])
 def test_no_forged_word_raises_a_score(recordings: dict[str, Frames], name: str):
     recorded = recordings[name]
