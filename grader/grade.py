@@ -89,6 +89,16 @@ def default_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+def _end_to_end_passes(evidence: Evidence) -> bool:
+    """Whether init_and_apply's outputs alone look right (False where they cannot be judged)."""
+    from grader.checks import Skip
+
+    try:
+        return end_to_end(evidence).passed
+    except Skip:
+        return False
+
+
 def grade(
     submission: Path,
     secret: str | None = None,
@@ -166,7 +176,7 @@ def grade(
     with np.errstate(all="ignore"):
         checks = _nothing_ran_is_not_advice(evaluate(evidence, chosen.checks, chosen.pitfalls))
         # What a grader that only compares init_and_apply's output would conclude.
-        output_only = run.import_error is None and end_to_end(evidence).passed
+        output_only = run.import_error is None and _end_to_end_passes(evidence)
     checks = [dataclasses.replace(c, observed=as_uploaded(c.observed, name, where)) for c in checks]
     problem = ""
     if run.import_error is not None:

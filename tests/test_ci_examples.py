@@ -100,7 +100,7 @@ def test_the_course_workflow_grades_its_exercise_and_names_the_other(tmp_path, e
     run = subprocess.run(["bash", "-c", step["run"].replace("python ", f"{sys.executable} ", 1)], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stderr
-    bob = json.loads((tmp_path / "graded" / "bob" / "results.json").read_text())
+    bob = json.loads((tmp_path / "graded" / "students" / "bob" / "results.json").read_text())
     assert bob["extra_data"]["exercise"] == exercise.name and bob["extra_data"]["suite"] == "hidden"
     assert bob["score"] == 0 and bob["extra_data"]["status"] == "error"
     assert bob["extra_data"]["reason"].startswith(f"this looks like the {other.short} exercise")
