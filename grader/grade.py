@@ -91,7 +91,7 @@ def default_workers() -> int:
 
 def _end_to_end_passes(evidence: Evidence) -> bool:
     """Whether init_and_apply's outputs alone look right (False where they cannot be judged)."""
-    from grader.checks import Skip
+    from grader.checks import Skip, end_to_end
 
     try:
         return end_to_end(evidence).passed
