@@ -296,7 +296,7 @@ def test_a_classmate_keeps_its_score_beside_a_cpu_hog():
         run = run_cli_as(user, folder, "batch", str(submissions), "--out", str(out), "--jobs", "2", "--timeout",
                          f"{limit:.1f}", "--isolation", level,
                          env={"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:{token}"}, timeout=60 * 10)
-        classmate = json.loads((out / "classmate" / "results.json").read_text())
+        classmate = json.loads((out / "students" / "classmate" / "results.json").read_text())
     finally:
         remove_tree(str(folder))
     assert run.code == 0, (run.stdout + run.stderr)[-3000:]
