@@ -20,12 +20,12 @@ from grader import oracle
 from grader.compare import output_tolerance, stats_tolerance, grad_tolerance, within, worst
 from grader.diagnosis import Diagnosis, Item, diagnose
 from grader.cases import Probe
-from grader.evidence import (CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed, Trajectory, returned_cases, role_names,
-                             take)
+from grader.evidence import (CONTRACT_PARAMS, CONTRACT_STATS, Evidence, Malformed, Trajectory, phase, returned_cases,
+                             role_names, take)
 from grader.sandbox import ProbeResult
 from grader.oracle import Variant
 from grader.pitfalls import PITFALLS, Pitfall
-from grader.protocol import GRADER_KINDS, role_of
+from grader.protocol import GRADER_KINDS, MODEL_PREFIX, MODEL_UNREADABLE, NEW_MODEL_Y, RESHAPED_WRITE, role_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,9 +360,6 @@ def _shape_problem(good: list[Trajectory]) -> str:
     return ""
 
 
-RESHAPED_WRITE = "reshaped_write"  # (the NNX worker's key: see probes_nnx._writes_in_the_variables_shape)
-
-
 def _low_precision(ev: Evidence) -> list[str]:
     """Outputs and variables the submission made in a narrower float type than the
     float32 input (the worker sends them widened, and says which: its word can only
@@ -394,13 +391,9 @@ def _shape_changes(good: list[Trajectory]) -> str:
                 # size, say statistics over the wrong axis, is that mistake's to charge)
                 if isinstance(later, np.ndarray) and later.shape[1:] != shape and \
                         tuple(n for n in later.shape[1:] if n != 1) == tuple(n for n in shape if n != 1):
-                    return (f"{name} has shape {shape} after init and {later.shape[1:]} after {_phase_name(prefix)} "
+                    return (f"{name} has shape {shape} after init and {later.shape[1:]} after {phase(prefix)} "
                             f"on {t.label}: the update assigned a value of another shape")
     return ""
-
-
-def _phase_name(prefix: str) -> str:
-    return "the eval call" if prefix == "eval" else f"training step {int(prefix.removeprefix('train')) + 1}"
 
 
 def _shape_fault(ev: Evidence) -> bool:
@@ -481,9 +474,6 @@ def initial_values(ev: Evidence) -> Outcome:
     if mode:
         return Outcome(False, expected, mode, ("built_in_eval_mode",))
     return Outcome(True, expected, notes=tuple(dict.fromkeys(notes)))
-
-
-NEW_MODEL_Y = "new/y"  # NNX: the first call of a model nobody switched to train() or eval()
 
 
 def _mode_after_construction(good: list[Trajectory]) -> str:
@@ -1016,29 +1006,19 @@ def _reference_y(ev: Evidence, probe: Probe, mode: str | None = None) -> np.ndar
     return y[index].reshape(-1)
 
 
-MODEL_KEYS = "model/"  # a flow's report of the model it built (the NNX worker's)
-
-
 def _module_stats_after(ev: Evidence, probe: Probe, prefix: str) -> dict[str, np.ndarray] | None:
     """{role: (D,) values} of the running statistics the student's own module holds
     after ``prefix`` ('init', 'train0') in the module probe case that matches the
     flow ``probe`` (same seed and input); None where that case did not run."""
     module, index = ev.suite.flow_reference(probe)
-    result = ev.result(module)
-    cases, d = len(module.families), probe.params["shape"][1]
-    roles = role_names(sorted(k[5:] for k in result.arrays if k.startswith("init/") and k != "init/y"))
-    out = {}
-    for role in ("running_mean", "running_var"):
-        if role not in roles:
-            return None
-        name = f"{prefix}/{roles[role]}"
-        if prefix.startswith("train") and name not in result.arrays and roles[role].startswith("params/"):
-            name = f"init/{roles[role]}"
-        try:
-            out[role] = take(result.arrays, name, (cases, d), "", squeeze=True)[index]
-        except Malformed:
-            return None
-    return out
+    traj = next((t for t in ev.trajectories()[0] if t.probe is module and index < t.cases), None)
+    if traj is None or traj.stat_name("mean") is None or traj.stat_name("var") is None:
+        return None
+    try:
+        mean, var = traj.state(prefix)
+    except Malformed:
+        return None
+    return {"running_mean": mean[index], "running_var": var[index]}
 
 
 def _built_model_problem(ev: Evidence, probe: Probe, result: ProbeResult) -> tuple[tuple[str, ...], str] | None:
@@ -1049,9 +1029,9 @@ def _built_model_problem(ev: Evidence, probe: Probe, result: ProbeResult) -> tup
     as an argument, a split whose new state is dropped) returns the right output and
     leaves them where construction put them."""
     n, d, _, where = _flow_case(probe)
-    if MODEL_KEYS + "unreadable" in result.arrays:
+    if MODEL_UNREADABLE in result.arrays:
         return None  # built and called inside a jitted function of the flow's own: gone with it
-    names = sorted(k[len(MODEL_KEYS):] for k in result.arrays if k.startswith(MODEL_KEYS))
+    names = sorted(k[len(MODEL_PREFIX) + 1:] for k in result.arrays if k.startswith(MODEL_PREFIX + "/"))
     if not names:
         return (), (f"{where}: init_and_apply never built a MyBatchNorm: the output must come from the model, "
                     "constructed, switched with train()/eval() and called")
@@ -1061,7 +1041,7 @@ def _built_model_problem(ev: Evidence, probe: Probe, result: ProbeResult) -> tup
         return None  # the module's own statistics are charged in its checks
     got = {}
     for role in ("running_mean", "running_var"):
-        value = result.arrays[MODEL_KEYS + roles[role]]
+        value = result.arrays[f"{MODEL_PREFIX}/{roles[role]}"]
         if not isinstance(value, np.ndarray) or value.size != d or value.dtype.kind not in "fiub":
             return (), (f"{where}: the model init_and_apply built holds {roles[role]} of shape "
                         f"{getattr(value, 'shape', '?')}, not ({d},)")
@@ -1107,6 +1087,7 @@ def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
     problems: list[str] = []
     raised: set[str] = set()
     judged: set[str] = set()
+    collections = _state_collections(ev)
     for probe in ev.suite.flow_probes():
         n, d, flag, where = _flow_case(probe)
         mode, other = ("eval", "train") if flag else ("train", "eval")
@@ -1126,7 +1107,7 @@ def flow(ev: Evidence, judge_model: bool = False) -> Outcome:
             tags += model_problem[0]
             problems.append(model_problem[1])
             continue
-        if _calls_missing_mutable(result.meta, _state_collections(ev)) and not flag:
+        if _calls_missing_mutable(result.meta, collections) and not flag:
             tags.append("apply_not_mutable")
             problems.append(f"{where}: apply was called without 'batch_stats' in mutable")
         y = result.arrays.get("y")

@@ -126,10 +126,10 @@ class Trajectory:
     def get(self, prefix: str, name: str) -> np.ndarray:
         """A per-feature variable after a phase, as (cases, D)."""
         return take(self.result.arrays, f"{prefix}/{name}", (self.cases, self.d),
-                    f"{name} after {_phase(prefix)} on {self.label}", squeeze=True)
+                    f"{name} after {phase(prefix)} on {self.label}", squeeze=True)
 
     def output(self, prefix: str) -> np.ndarray:
-        return take(self.result.arrays, f"{prefix}/y", (self.cases, self.n, self.d), f"the output of {_phase(prefix)} on {self.label}")
+        return take(self.result.arrays, f"{prefix}/y", (self.cases, self.n, self.d), f"the output of {phase(prefix)} on {self.label}")
 
     def role(self, role: str) -> str | None:
         """The path of the variable playing ``role`` (gamma, ..., running_var), if any."""
@@ -164,7 +164,8 @@ class Trajectory:
         return self.get(prefix, name)
 
 
-def _phase(prefix: str) -> str:
+def phase(prefix: str) -> str:
+    """How a student reads a probe phase: 'init', 'training step 2', 'the eval apply'."""
     if prefix == "init":
         return "init"
     if prefix == "eval":

@@ -65,7 +65,7 @@ from .probes import (  # noqa: F401 - re-exported: the worker may take everythin
     load_submission,
     run_segment,
 )
-from .protocol import match_roles
+from .protocol import MODEL_PREFIX, MODEL_UNREADABLE, NEW_MODEL_Y, RESHAPED_WRITE, match_roles
 
 # Called with the case count when a probe falls back to running case by case.
 # Either this or grader.probes.EAGER_STARTED may be set by the worker loop.
@@ -323,8 +323,6 @@ def _segment_default(cls: type, d: int, steps: int, notes: _Notes, tools: bool) 
     return run
 
 
-NEW_MODEL_Y = "new/y"  # the first call of a model nobody switched (see _segment_default)
-
 # What NNX's own tools make of the module's state. Each is optional evidence: a
 # module these tools cannot handle is still graded by everything else, so their
 # failures leave their keys out instead of failing the probe.
@@ -469,7 +467,6 @@ def _with_notes(meta: dict[str, Any], notes: _Notes) -> dict[str, Any]:
     return meta
 
 
-RESHAPED_WRITE = "reshaped_write"  # an output key: the probe ran with keepdims-shaped writes reshaped
 _WRITE_SHAPE_WORDS = ("cannot broadcast to shape with fewer dimensions",)
 
 
@@ -598,8 +595,6 @@ def _recording(cls: type, calls: list[dict[str, Any]], instances: list[Any] | No
     return type(cls.__name__, (cls,), namespace)
 
 
-MODEL_PREFIX = "model"  # a flow's output keys for the state of the model it built
-UNREADABLE = f"{MODEL_PREFIX}/unreadable"  # the model lived and died inside a trace of the flow's own
 
 
 def _model_state(instances: list[Any]) -> dict[str, Any]:
@@ -607,7 +602,7 @@ def _model_state(instances: list[Any]) -> dict[str, Any]:
     init_and_apply returned (``model/<collection>/<path>``): what a training loop
     holding that model would see. A flow that builds its model inside a jitted
     function of its own leaves only tracers of a finished trace: nothing to read
-    (``model/unreadable``), and nothing to judge."""
+    (``MODEL_UNREADABLE``), and nothing to judge."""
     import jax.numpy as jnp
 
     if not instances:
@@ -615,10 +610,10 @@ def _model_state(instances: list[Any]) -> dict[str, Any]:
     try:
         state = snapshot(instances[0], MODEL_PREFIX)
         if any(_escaped(v) for v in state.values()):
-            return {UNREADABLE: jnp.ones(())}
+            return {MODEL_UNREADABLE: jnp.ones(())}
         return {k: jnp.asarray(v) for k, v in state.items()}
     except Exception:  # noqa: BLE001 - a model of a finished trace: see above
-        return {UNREADABLE: jnp.ones(())}
+        return {MODEL_UNREADABLE: jnp.ones(())}
 
 
 def _escaped(value: Any) -> bool:

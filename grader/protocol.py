@@ -15,6 +15,13 @@ import enum
 # imports as an adapter, and (with the core below) the runtime copied for it.
 ADAPTERS = ("probes", "probes_nnx")
 
+# Output keys an adapter may add beside the contract's arrays, named once for the
+# worker that writes them and the checks that read them (each can only cost points).
+NEW_MODEL_Y = "new/y"  # the first call of a model nobody switched to train() or eval()
+RESHAPED_WRITE = "reshaped_write"  # the probe ran with keepdims-shaped Variable writes reshaped
+MODEL_PREFIX = "model"  # a flow's report of the state of the model it built: model/<collection>/<path>
+MODEL_UNREADABLE = f"{MODEL_PREFIX}/unreadable"  # that model lived and died inside a trace of the flow's own
+
 
 class Frame(str, enum.Enum):
     """Kinds of frames. Grader -> worker: JOB, PROBE, END. Worker -> grader:
