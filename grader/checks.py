@@ -783,7 +783,7 @@ def given_state(ev: Evidence) -> Outcome:
     if {"train_output", "eval_output"} <= skip:
         # Its point is the outputs with trained gamma and beta: with both output checks
         # failed there is nothing of its own left to verify, and nothing unverified earns points.
-        raise Skip("the training and eval outputs are wrong already (see those checks), so the outputs with "
+        raise Skip("the training and eval output checks did not pass (see them), so the outputs with "
                    "trained gamma/beta cannot be judged on their own")
     good, _ = ev.trajectories()
     stats_in_params = bool(good) and (good[0].stat_name("mean") or "").startswith("params/")
